@@ -1,0 +1,522 @@
+"""The lab's validated configuration: frozen dataclasses built from the stack's raw config.
+
+Why a pure module: the whole plan is checked here, before any resource is declared, so a bad
+stack config fails `pulumi preview` with every problem named by its key, and the same model feeds
+the Pulumi components, the local rehearsal and the tests. Nothing here reads `pulumi.Config`
+(see config.py) or touches the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+PROJECT = "haproxy-lab"
+
+BALANCE_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "first", "source", "random")
+DEFAULT_IMAGE_URL = "https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img"
+
+_HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+# A health-check path: absolute, RFC 3986 path and query characters only (no spaces, quotes, `#`).
+_HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~!&'()*+,;=:@%/?-]{0,199}$")
+_LINUX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+_BRIDGE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
+_SSH_PUBLIC_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com"
+    r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]{0,200})?$"
+)
+_STATS_USER = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+RESERVED_LINUX_USERS = frozenset({"root", "daemon", "bin", "sys", "sync", "nobody", "haproxy", "ubuntu"})
+
+
+class ConfigError(ValueError):
+    """Bad stack configuration: every problem found, each naming its key, what is wrong and what is expected."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Network:
+    """The lab network all VMs sit in (report: 10.0.0.0/16 behind 10.0.0.1, bridge vmbr1)."""
+
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    dns: tuple[ipaddress.IPv4Address, ...]
+    domain: str
+    bridge: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Host:
+    """One VM of the plan: its hostname, static address and optional fixed Proxmox VM id."""
+
+    name: str
+    ip: ipaddress.IPv4Address
+    vm_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable, lower-case token for resource names (hostnames are case-insensitive)."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebServer(Host):
+    """A web server VM and the message its Flask app answers on `GET /`."""
+
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Proxmox:
+    """Where on Proxmox VE the VMs go, and what they boot from."""
+
+    node: str
+    vm_datastore: str
+    image_datastore: str
+    snippets_datastore: str
+    image_url: str
+    template_vm_id: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VmSize:
+    """Size of every VM (report: 2 cores, 2048 MB, 20 GB)."""
+
+    cores: int
+    memory_mb: int
+    disk_gb: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ssh:
+    """The admin account cloud-init creates and Pulumi's remote commands log in with."""
+
+    user: str
+    public_key: str
+    admin_cidr: ipaddress.IPv4Network
+
+
+@dataclass(frozen=True, kw_only=True)
+class Haproxy:
+    """Load-balancer behaviour: algorithm, health checks, who may reach it, and the stats page."""
+
+    balance: str
+    health_path: str
+    frontend_port: int
+    stats_port: int
+    stats_user: str
+    client_cidr: ipaddress.IPv4Network
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabConfig:
+    """The whole validated plan: one load balancer in front of one or more web servers."""
+
+    network: Network
+    proxmox: Proxmox
+    vm_size: VmSize
+    ssh: Ssh
+    haproxy: Haproxy
+    load_balancer: Host
+    web_servers: tuple[WebServer, ...]
+
+    @property
+    def hosts(self) -> tuple[Host, ...]:
+        """Every VM of the plan, load balancer first."""
+        return (self.load_balancer, *self.web_servers)
+
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class _Reader:
+    """Reads raw config values, collecting one message per problem instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, key: str, problem: str, expected: str) -> None:
+        self.problems.append(f"{PROJECT}:{key}: {problem}; expected {expected}")
+
+    def mapping(self, raw: Any, key: str, *, required: bool = True) -> Mapping[str, Any]:
+        if raw is None or raw is _MISSING:
+            if required:
+                self.fail(key, "is not set", f"an object; set it in Pulumi.<stack>.yaml under `{PROJECT}:{key}`")
+            return {}
+        if not isinstance(raw, Mapping):
+            self.fail(key, f"is a {type(raw).__name__}", "an object (a YAML mapping)")
+            return {}
+        return raw
+
+    def unknown_keys(self, raw: Mapping[str, Any], key: str, known: Sequence[str]) -> None:
+        for name in raw:
+            if name not in known:
+                self.fail(f"{key}.{name}", "is not a known setting", f"one of {', '.join(known)}")
+
+    def value(
+        self,
+        raw: Mapping[str, Any],
+        key: str,
+        name: str,
+        convert: Callable[[Any], T],
+        expected: str,
+        default: Any = _MISSING,
+    ) -> T | None:
+        full = f"{key}.{name}" if key else name
+        value = raw.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            if default is _MISSING:
+                self.fail(full, "is not set", expected)
+                return None
+            value = default
+        try:
+            return convert(value)
+        except (ValueError, TypeError) as error:
+            reason = str(error) or "is not valid"
+            self.fail(full, f"{value!r} {reason}", expected)
+            return None
+
+
+def _text(pattern: re.Pattern[str] | None = None, max_len: int = 255) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise TypeError(f"is a {type(value).__name__}, not a string")
+        if not value.strip():
+            raise ValueError("is empty")
+        if len(value) > max_len:
+            raise ValueError(f"is longer than {max_len} characters")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise ValueError("has a character or form that is not allowed")
+        return value
+
+    return convert
+
+
+def _message(value: Any) -> str:
+    text = _text(max_len=200)(value)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError("contains a control character (newline, tab...)")
+    return text
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            raise TypeError("is a boolean, not a whole number")
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int):
+            raise TypeError(f"is a {type(value).__name__}, not a whole number")
+        if not low <= value <= high:
+            raise ValueError(f"is outside {low}..{high}")
+        return value
+
+    return convert
+
+
+def _ipv4(value: Any) -> ipaddress.IPv4Address:
+    if not isinstance(value, str):
+        raise TypeError(f"is a {type(value).__name__}, not a string")
+    try:
+        return ipaddress.IPv4Address(value.strip())
+    except ValueError:
+        raise ValueError("is not an IPv4 address") from None
+
+
+def _ipv4_network(value: Any) -> ipaddress.IPv4Network:
+    if not isinstance(value, str):
+        raise TypeError(f"is a {type(value).__name__}, not a string")
+    try:
+        return ipaddress.IPv4Network(value.strip(), strict=True)
+    except ValueError:
+        raise ValueError("is not an IPv4 network in CIDR form with its host bits clear") from None
+
+
+def _ipv4_list(value: Any) -> tuple[ipaddress.IPv4Address, ...]:
+    if not isinstance(value, list) or not value:
+        raise TypeError("is not a non-empty list")
+    return tuple(_ipv4(item) for item in value)
+
+
+def _hostname(value: Any) -> str:
+    return _text(_HOSTNAME_LABEL, max_len=63)(value)
+
+
+def _vm_id(value: Any) -> int:
+    return _integer(100, 999_999_999)(value)
+
+
+def _parse_network(r: _Reader, raw_any: Any) -> Network | None:
+    raw = r.mapping(raw_any, "network")
+    r.unknown_keys(raw, "network", ("cidr", "gateway", "dns", "domain", "bridge"))
+    cidr = r.value(raw, "network", "cidr", _ipv4_network, "an IPv4 network such as 10.0.0.0/16")
+    gateway = r.value(raw, "network", "gateway", _ipv4, "the IPv4 address of the network's router, e.g. 10.0.0.1")
+    dns = r.value(raw, "network", "dns", _ipv4_list, "a list of IPv4 DNS servers, e.g. [10.0.200.2, 8.8.8.8]")
+    domain = r.value(raw, "network", "domain", _text(_DOMAIN, 253), "a DNS search domain such as mvgroup.local")
+    bridge = r.value(raw, "network", "bridge", _text(_BRIDGE, 15), "a Proxmox bridge name such as vmbr1", "vmbr1")
+    if cidr is not None and gateway is not None:
+        if gateway not in cidr:
+            r.fail("network.gateway", f"{gateway} lies outside network.cidr {cidr}", f"an address inside {cidr}")
+        elif gateway in (cidr.network_address, cidr.broadcast_address):
+            r.fail("network.gateway", f"{gateway} is the network or broadcast address", "a host address")
+    if None in (cidr, gateway, dns, domain, bridge):
+        return None
+    assert cidr is not None and gateway is not None and dns is not None  # noqa: S101 (narrowing)
+    assert domain is not None and bridge is not None  # noqa: S101 (narrowing)
+    return Network(cidr=cidr, gateway=gateway, dns=dns, domain=domain, bridge=bridge)
+
+
+def _parse_host(r: _Reader, raw_any: Any, key: str, *, web: bool) -> Host | None:
+    raw = r.mapping(raw_any, key)
+    known = ("name", "ip", "vmId", "message") if web else ("name", "ip", "vmId")
+    r.unknown_keys(raw, key, known)
+    name = r.value(
+        raw, key, "name", _hostname, "a hostname: 1-63 letters, digits or '-', not starting or ending with '-'"
+    )
+    ip = r.value(raw, key, "ip", _ipv4, "the VM's static IPv4 address inside network.cidr")
+    vm_id = (
+        r.value(raw, key, "vmId", _vm_id, "a Proxmox VM id from 100 to 999999999, or no vmId", None)
+        if raw.get("vmId") is not None
+        else None
+    )
+    if not web:
+        return None if name is None or ip is None else Host(name=name, ip=ip, vm_id=vm_id)
+    message = r.value(raw, key, "message", _message, "the text `GET /` answers, up to 200 printable characters")
+    if name is None or ip is None or message is None:
+        return None
+    return WebServer(name=name, ip=ip, vm_id=vm_id, message=message)
+
+
+def _check_hosts(r: _Reader, network: Network | None, hosts: Sequence[tuple[str, Host]]) -> None:
+    """Cross-checks: addresses inside the network, not reserved, and nothing used twice."""
+    seen_ips: dict[ipaddress.IPv4Address, str] = {}
+    seen_names: dict[str, str] = {}
+    seen_ids: dict[int, str] = {}
+    for key, host in hosts:
+        if network is not None:
+            if host.ip not in network.cidr:
+                r.fail(
+                    f"{key}.ip",
+                    f"{host.ip} lies outside network.cidr {network.cidr}",
+                    f"an address inside {network.cidr}",
+                )
+            elif host.ip == network.cidr.network_address:
+                r.fail(f"{key}.ip", f"{host.ip} is the network address of {network.cidr}", "a host address")
+            elif host.ip == network.cidr.broadcast_address:
+                r.fail(f"{key}.ip", f"{host.ip} is the broadcast address of {network.cidr}", "a host address")
+            elif host.ip == network.gateway:
+                r.fail(f"{key}.ip", f"{host.ip} is the gateway's address", "an address of its own")
+        if host.ip in seen_ips:
+            r.fail(f"{key}.ip", f"{host.ip} is already used by {seen_ips[host.ip]}", "a different address for each VM")
+        seen_ips.setdefault(host.ip, key)
+        if host.key in seen_names:
+            r.fail(
+                f"{key}.name",
+                f"{host.name!r} is already used by {seen_names[host.key]}",
+                "a different name for each VM (names are case-insensitive)",
+            )
+        seen_names.setdefault(host.key, key)
+        if host.vm_id is not None:
+            if host.vm_id in seen_ids:
+                r.fail(f"{key}.vmId", f"{host.vm_id} is already used by {seen_ids[host.vm_id]}", "a different VM id")
+            seen_ids.setdefault(host.vm_id, key)
+
+
+def _parse_proxmox(r: _Reader, raw_any: Any) -> Proxmox | None:
+    raw = r.mapping(raw_any, "proxmox")
+    known = ("node", "vmDatastore", "imageDatastore", "snippetsDatastore", "imageUrl", "templateVmId")
+    r.unknown_keys(raw, "proxmox", known)
+    ident = _text(_PROXMOX_ID, 64)
+    node = r.value(raw, "proxmox", "node", ident, "the Proxmox node name, e.g. pve")
+    vm_ds = r.value(raw, "proxmox", "vmDatastore", ident, "a datastore for VM disks", "local-lvm")
+    image_ds = r.value(raw, "proxmox", "imageDatastore", ident, "a datastore with the Import content type", "local")
+    snip_ds = r.value(raw, "proxmox", "snippetsDatastore", ident, "a datastore with the Snippets content type", "local")
+    url = r.value(
+        raw,
+        "proxmox",
+        "imageUrl",
+        _text(re.compile(r"^https?://\S+\.(img|qcow2)$"), 500),
+        "an http(s) URL of an Ubuntu 24.04 cloud image ending in .img or .qcow2",
+        DEFAULT_IMAGE_URL,
+    )
+    template = (
+        r.value(raw, "proxmox", "templateVmId", _vm_id, "the VM id of a cloud-init-ready template, or none", None)
+        if raw.get("templateVmId") is not None
+        else None
+    )
+    if None in (node, vm_ds, image_ds, snip_ds, url):
+        return None
+    return Proxmox(
+        node=str(node),
+        vm_datastore=str(vm_ds),
+        image_datastore=str(image_ds),
+        snippets_datastore=str(snip_ds),
+        image_url=str(url),
+        template_vm_id=template,
+    )
+
+
+def _parse_vm_size(r: _Reader, raw_any: Any) -> VmSize | None:
+    raw = r.mapping(raw_any, "vm", required=False)
+    r.unknown_keys(raw, "vm", ("cores", "memoryMb", "diskGb"))
+    cores = r.value(raw, "vm", "cores", _integer(1, 128), "a number of cores from 1 to 128", 2)
+    memory = r.value(raw, "vm", "memoryMb", _integer(512, 1_048_576), "memory in MB, at least 512", 2048)
+    disk = r.value(
+        raw, "vm", "diskGb", _integer(4, 65_536), "a disk size in GB, at least 4 (the Ubuntu cloud image is 3.5 GB)", 20
+    )
+    if cores is None or memory is None or disk is None:
+        return None
+    return VmSize(cores=cores, memory_mb=memory, disk_gb=disk)
+
+
+def _parse_ssh(r: _Reader, raw_any: Any, network: Network | None) -> Ssh | None:
+    raw = r.mapping(raw_any, "ssh")
+    r.unknown_keys(raw, "ssh", ("user", "publicKey", "adminCidr"))
+    user = r.value(
+        raw,
+        "ssh",
+        "user",
+        _text(_LINUX_USER, 32),
+        "a Linux user name (lower case letters, digits, '_' or '-'), e.g. samuel",
+    )
+    if user in RESERVED_LINUX_USERS:
+        r.fail("ssh.user", f"{user!r} is a system account", "a personal admin user name, e.g. samuel")
+        user = None
+    key = r.value(
+        raw,
+        "ssh",
+        "publicKey",
+        _text(_SSH_PUBLIC_KEY, 16_384),
+        "one OpenSSH public key line, e.g. `ssh-ed25519 AAAA... you@host`",
+    )
+    default_admin = str(network.cidr) if network is not None else "0.0.0.0/32"
+    admin = r.value(
+        raw,
+        "ssh",
+        "adminCidr",
+        _ipv4_network,
+        "the IPv4 network SSH and the stats page are open to, e.g. 10.0.0.0/16",
+        default_admin,
+    )
+    if user is None or key is None or admin is None:
+        return None
+    return Ssh(user=user, public_key=key, admin_cidr=admin)
+
+
+def _parse_haproxy(r: _Reader, raw_any: Any, network: Network | None) -> Haproxy | None:
+    raw = r.mapping(raw_any, "haproxy", required=False)
+    known = ("balance", "healthPath", "frontendPort", "statsPort", "statsUser", "clientCidr")
+    r.unknown_keys(raw, "haproxy", known)
+
+    def balance(value: Any) -> str:
+        text = _text(max_len=32)(value)
+        if text not in BALANCE_ALGORITHMS:
+            raise ValueError("is not a balance algorithm this lab supports")
+        return text
+
+    algorithm = r.value(raw, "haproxy", "balance", balance, f"one of {', '.join(BALANCE_ALGORITHMS)}", "roundrobin")
+    path = r.value(
+        raw,
+        "haproxy",
+        "healthPath",
+        _text(_HEALTH_PATH, 200),
+        "an absolute URL path without spaces, quotes or '#', e.g. /healthz",
+        "/healthz",
+    )
+    frontend = r.value(raw, "haproxy", "frontendPort", _integer(1, 65535), "a TCP port from 1 to 65535", 80)
+    stats = r.value(raw, "haproxy", "statsPort", _integer(1, 65535), "a TCP port from 1 to 65535", 8404)
+    user = r.value(
+        raw,
+        "haproxy",
+        "statsUser",
+        _text(_STATS_USER, 32),
+        "1-32 letters, digits, '.', '_' or '-', e.g. admin",
+        "admin",
+    )
+    default_clients = str(network.cidr) if network is not None else "0.0.0.0/32"
+    clients = r.value(
+        raw,
+        "haproxy",
+        "clientCidr",
+        _ipv4_network,
+        "the IPv4 network allowed to reach the site, e.g. 10.0.0.0/16",
+        default_clients,
+    )
+    if frontend is not None and frontend == stats:
+        r.fail("haproxy.statsPort", f"{stats} is also haproxy.frontendPort", "a port of its own, e.g. 8404")
+    if None in (algorithm, path, frontend, stats, user, clients):
+        return None
+    assert clients is not None  # noqa: S101 (narrowing)
+    return Haproxy(
+        balance=str(algorithm),
+        health_path=str(path),
+        frontend_port=int(str(frontend)),
+        stats_port=int(str(stats)),
+        stats_user=str(user),
+        client_cidr=clients,
+    )
+
+
+def parse_lab_config(raw: Mapping[str, Any]) -> LabConfig:
+    """Build the validated model from the stack's raw values (keys without the `haproxy-lab:` prefix).
+
+    Raises ConfigError listing every problem; never returns a partial model.
+    """
+    r = _Reader()
+    network = _parse_network(r, raw.get("network"))
+    proxmox = _parse_proxmox(r, raw.get("proxmox"))
+    vm_size = _parse_vm_size(r, raw.get("vm"))
+    ssh = _parse_ssh(r, raw.get("ssh"), network)
+    haproxy = _parse_haproxy(r, raw.get("haproxy"), network)
+    load_balancer = _parse_host(r, raw.get("loadBalancer"), "loadBalancer", web=False)
+
+    raw_web = raw.get("webServers")
+    web_servers: list[WebServer] = []
+    web_ok = True
+    if raw_web is None:
+        r.fail("webServers", "is not set", "a list of at least one {name, ip, message}")
+        web_ok = False
+    elif not isinstance(raw_web, list):
+        r.fail("webServers", f"is a {type(raw_web).__name__}", "a list of at least one {name, ip, message}")
+        web_ok = False
+    elif not raw_web:
+        r.fail("webServers", "is empty", "a list of at least one {name, ip, message}")
+        web_ok = False
+    else:
+        for index, item in enumerate(raw_web):
+            server = _parse_host(r, item, f"webServers[{index}]", web=True)
+            if isinstance(server, WebServer):
+                web_servers.append(server)
+            else:
+                web_ok = False
+
+    hosts: list[tuple[str, Host]] = []
+    if load_balancer is not None:
+        hosts.append(("loadBalancer", load_balancer))
+    hosts.extend((f"webServers[{i}]", s) for i, s in enumerate(web_servers))
+    _check_hosts(r, network, hosts)
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    assert network and proxmox and vm_size and ssh and haproxy and load_balancer and web_ok  # noqa: S101
+    return LabConfig(
+        network=network,
+        proxmox=proxmox,
+        vm_size=vm_size,
+        ssh=ssh,
+        haproxy=haproxy,
+        load_balancer=load_balancer,
+        web_servers=tuple(web_servers),
+    )
