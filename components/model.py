@@ -271,10 +271,8 @@ def _parse_network(r: _Reader, raw_any: Any) -> Network | None:
             r.fail("network.gateway", f"{gateway} lies outside network.cidr {cidr}", f"an address inside {cidr}")
         elif gateway in (cidr.network_address, cidr.broadcast_address):
             r.fail("network.gateway", f"{gateway} is the network or broadcast address", "a host address")
-    if None in (cidr, gateway, dns, domain, bridge):
+    if cidr is None or gateway is None or dns is None or domain is None or bridge is None:
         return None
-    assert cidr is not None and gateway is not None and dns is not None  # noqa: S101 (narrowing)
-    assert domain is not None and bridge is not None  # noqa: S101 (narrowing)
     return Network(cidr=cidr, gateway=gateway, dns=dns, domain=domain, bridge=bridge)
 
 
@@ -356,14 +354,14 @@ def _parse_proxmox(r: _Reader, raw_any: Any) -> Proxmox | None:
         if raw.get("templateVmId") is not None
         else None
     )
-    if None in (node, vm_ds, image_ds, snip_ds, url):
+    if node is None or vm_ds is None or image_ds is None or snip_ds is None or url is None:
         return None
     return Proxmox(
-        node=str(node),
-        vm_datastore=str(vm_ds),
-        image_datastore=str(image_ds),
-        snippets_datastore=str(snip_ds),
-        image_url=str(url),
+        node=node,
+        vm_datastore=vm_ds,
+        image_datastore=image_ds,
+        snippets_datastore=snip_ds,
+        image_url=url,
         template_vm_id=template,
     )
 
@@ -456,15 +454,14 @@ def _parse_haproxy(r: _Reader, raw_any: Any, network: Network | None) -> Haproxy
     )
     if frontend is not None and frontend == stats:
         r.fail("haproxy.statsPort", f"{stats} is also haproxy.frontendPort", "a port of its own, e.g. 8404")
-    if None in (algorithm, path, frontend, stats, user, clients):
+    if algorithm is None or path is None or frontend is None or stats is None or user is None or clients is None:
         return None
-    assert clients is not None  # noqa: S101 (narrowing)
     return Haproxy(
-        balance=str(algorithm),
-        health_path=str(path),
-        frontend_port=int(str(frontend)),
-        stats_port=int(str(stats)),
-        stats_user=str(user),
+        balance=algorithm,
+        health_path=path,
+        frontend_port=frontend,
+        stats_port=stats,
+        stats_user=user,
         client_cidr=clients,
     )
 
@@ -508,9 +505,18 @@ def parse_lab_config(raw: Mapping[str, Any]) -> LabConfig:
     hosts.extend((f"webServers[{i}]", s) for i, s in enumerate(web_servers))
     _check_hosts(r, network, hosts)
 
-    if r.problems:
-        raise ConfigError(r.problems)
-    assert network and proxmox and vm_size and ssh and haproxy and load_balancer and web_ok  # noqa: S101
+    if (
+        r.problems
+        or not web_ok
+        or network is None
+        or proxmox is None
+        or vm_size is None
+        or ssh is None
+        or haproxy is None
+        or load_balancer is None
+    ):
+        # Every None above comes with a recorded problem; the fallback message is a safety net.
+        raise ConfigError(r.problems or ["the configuration is incomplete"])
     return LabConfig(
         network=network,
         proxmox=proxmox,

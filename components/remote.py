@@ -1,0 +1,35 @@
+"""How Pulumi reaches the VMs: the SSH connection and the command line that runs one of our scripts.
+
+Why scripts go as `sudo sh -c '<text>'`: nothing has to be copied to the VM first, the exact text
+that shellcheck checked is what runs, and its hash triggers a re-run when (and only when) it changes.
+Values that may hold secrets or user text travel on stdin, never on the command line.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pulumi
+import pulumi_command as command
+
+from components.model import Host, Ssh
+
+# Fresh VMs take a while to boot and run cloud-init: keep dialing instead of failing.
+WAIT_FOR_SSH = pulumi.CustomTimeouts(create="30m", update="30m")
+
+
+def connection(host: Host, ssh: Ssh, private_key: pulumi.Output[str]) -> command.remote.ConnectionArgs:
+    """SSH to the VM's configured static address as the cloud-init admin user, key from a secret."""
+    return command.remote.ConnectionArgs(
+        host=str(host.ip),
+        port=22,
+        user=ssh.user,
+        private_key=private_key,
+        dial_error_limit=-1,
+        per_dial_timeout=30,
+    )
+
+
+def sudo_script(script: str, name: str, *args: str) -> str:
+    """A shell command line that runs `script` as root with POSIX sh, `$0` = name, then args."""
+    return " ".join(["sudo", "-n", "sh", "-c", shlex.quote(script), shlex.quote(name), *map(shlex.quote, args)])
