@@ -1,0 +1,35 @@
+"""The lab's web app: one Flask app for every web server, told apart only by the MESSAGE env var.
+
+Why one file for all servers: the report deployed two copies of the code differing by one string;
+here the message is configuration, so every server runs byte-identical code (gunicorn target `app:app`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from flask import Flask, Response
+
+
+def create_app(message: str | None = None) -> Flask:
+    """Build the app; the message defaults to $MESSAGE, else the host name (servers stay told apart)."""
+    text = message if message is not None else os.environ.get("MESSAGE") or socket.gethostname()
+    flask_app = Flask(__name__)
+
+    @flask_app.get("/")
+    def index() -> Response:
+        """The server's message, as the report's `curl http://lb` showed it."""
+        return Response(text, mimetype="text/plain")
+
+    @flask_app.get("/healthz")
+    def healthz() -> Response:
+        """HAProxy's health check: constant, cheap, no side effects, never cached."""
+        response = Response("ok", mimetype="text/plain")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return flask_app
+
+
+app = create_app()
