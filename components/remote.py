@@ -33,3 +33,27 @@ def connection(host: Host, ssh: Ssh, private_key: pulumi.Output[str]) -> command
 def sudo_script(script: str, name: str, *args: str) -> str:
     """A shell command line that runs `script` as root with POSIX sh, `$0` = name, then args."""
     return " ".join(["sudo", "-n", "sh", "-c", shlex.quote(script), shlex.quote(name), *map(shlex.quote, args)])
+
+
+# Runs as root: unpack the base64 tar.gz arriving on stdin into a fresh private directory, then run
+# the script ($1, named $2) with that directory as its only argument. The script removes it.
+_UNPACK_AND_RUN = (
+    "set -eu; umask 077; d=$(mktemp -d /tmp/haproxy-lab-bundle.XXXXXX); "
+    'base64 -d | tar -xzf - -C "$d"; exec sh -c "$1" "$2" "$d"'
+)
+
+
+def sudo_script_with_bundle(script: str, name: str) -> str:
+    """Like sudo_script, for a script that takes a directory: the files arrive on stdin (see bundle.py)."""
+    return " ".join(
+        [
+            "sudo",
+            "-n",
+            "sh",
+            "-c",
+            shlex.quote(_UNPACK_AND_RUN),
+            "unpack-bundle",
+            shlex.quote(script),
+            shlex.quote(name),
+        ]
+    )

@@ -1,0 +1,21 @@
+"""haproxy-lab: stack config -> validated model -> Lab component -> stack outputs."""
+
+import pulumi
+
+from components.config import load_config
+from components.lab import Lab, LabArgs
+from components.model import ConfigError
+
+try:
+    lab_config, secrets = load_config()
+except ConfigError as error:
+    # RunError prints our message alone, without a Python traceback; nothing has been declared yet.
+    raise pulumi.RunError(str(error)) from None
+
+lab = Lab("haproxy-lab", LabArgs(lab=lab_config, secrets=secrets))
+
+pulumi.export("lbUrl", lab.lb_url)
+pulumi.export("statsUrl", lab.stats_url)
+pulumi.export("webServers", lab.web_servers)
+pulumi.export("statsUser", lab_config.haproxy.stats_user)
+pulumi.export("statsPassword", secrets.stats_password)

@@ -1,0 +1,91 @@
+"""A web-server VM: the VM, then Docker, then the Flask app built and started with docker compose.
+
+Children: the LabVm, then remote commands: wait for cloud-init, install Docker Engine and the compose
+plugin, deploy the app bundle (files/webapp plus this server's compose file, on stdin). The deploy
+waits for the app's health check before it ends; the Lab chains deploys so a changed app rolls out
+one server at a time while HAProxy's checks drain the one being rebuilt. Outputs: `vm_id`, `ip`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_command as command
+
+from components.bundle import tar_gz_base64
+from components.config import LabSecrets
+from components.model import LabConfig, WebServer
+from components.remote import WAIT_FOR_SSH, connection, sudo_script, sudo_script_with_bundle
+from components.templates import read_file, sha256_hex
+from components.vm import LabVm, LabVmArgs
+from components.webapp_bundle import webapp_bundle
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebServerArgs:
+    """The plan, which server, the secrets, the disk image, and what its deploy must wait for."""
+
+    lab: LabConfig
+    server: WebServer
+    secrets: LabSecrets
+    image_id: pulumi.Input[str] | None
+    deploy_after: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+class WebServerVm(pulumi.ComponentResource):
+    """One Flask web server in Docker, answering its own message on `GET /`."""
+
+    vm_id: pulumi.Output[int]
+    """The web server's Proxmox VM id."""
+    ip: pulumi.Output[str]
+    """Its static address."""
+    deployed: command.remote.Command
+    """The deploy command: the next server's deploy waits for it (rolling updates)."""
+
+    def __init__(self, name: str, args: WebServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("haproxy-lab:lab:WebServer", name, None, opts)
+        lab, server = args.lab, args.server
+        vm = LabVm(
+            f"{name}-machine",
+            LabVmArgs(lab=lab, host=server, role="web-server", image_id=args.image_id),
+            pulumi.ResourceOptions(parent=self),
+        )
+        ssh = connection(server, lab.ssh, args.secrets.ssh_private_key)
+
+        wait_script = read_file("scripts/wait-for-cloud-init.sh")
+        cloud_init = command.remote.Command(
+            f"{name}-cloud-init",
+            connection=ssh,
+            create=sudo_script(wait_script, "wait-for-cloud-init.sh"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[vm], custom_timeouts=WAIT_FOR_SSH),
+        )
+
+        install_script = read_file("scripts/install-docker.sh")
+        install = command.remote.Command(
+            f"{name}-install-docker",
+            connection=ssh,
+            create=sudo_script(install_script, "install-docker.sh"),
+            triggers=[sha256_hex(install_script)],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cloud_init]),
+        )
+
+        deploy_script = read_file("scripts/deploy-webapp.sh")
+        bundle = tar_gz_base64(webapp_bundle(server))
+        self.deployed = command.remote.Command(
+            f"{name}-deploy-webapp",
+            connection=ssh,
+            create=sudo_script_with_bundle(deploy_script, "deploy-webapp.sh"),
+            stdin=bundle,
+            triggers=[sha256_hex(deploy_script), sha256_hex(bundle)],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[install, *args.deploy_after],
+                custom_timeouts=pulumi.CustomTimeouts(create="20m"),
+            ),
+        )
+
+        self.vm_id = vm.vm_id
+        self.ip = vm.ip
+        self.register_outputs({"vm_id": self.vm_id, "ip": self.ip})

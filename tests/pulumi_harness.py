@@ -1,0 +1,205 @@
+"""Run the real Pulumi program (__main__.py) under Pulumi's own mocks and record what it registers.
+
+Why a recording monitor: mocks alone do not show a resource's parent or dependencies; the monitor's
+RegisterResource request does, so tests can check that every child is parented and that each
+remote command waits for what it must follow. Inputs are recorded with secrets still wrapped, as
+the engine would see them.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi.runtime
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "haproxy-lab"
+
+TEST_PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACBkZXYtc3RhY2stdGVzdC1rZXktbm90LWEtcmVhbC1vbmUtAAAA\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+TEST_STATS_PASSWORD = "s3cret-Stats-Pa55word"
+TEST_API_TOKEN = "terraform@pve!lab=00000000-1111-2222-3333-444444444444"
+
+
+@dataclass
+class Registered:
+    """One resource registration as the engine saw it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    dependencies: list[str]
+    inputs: dict[str, Any]
+
+
+@dataclass
+class Run:
+    """What one evaluation of the program registered and exported."""
+
+    resources: list[Registered] = field(default_factory=list)
+    exports: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_token: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, name: str) -> Registered:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name!r}, got {len(matches)}"
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(r for r in self.resources if r.urn == urn)
+
+
+def unwrap(value: Any) -> Any:
+    """The plain value of a possibly-secret input."""
+    return rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value
+
+
+def is_secret(value: Any) -> bool:
+    return bool(rpc.is_rpc_secret(value))
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Outputs = inputs, plus the ids Proxmox would give (vmId, file volume ids)."""
+
+    def __init__(self) -> None:
+        self._next_vm_id = 9000
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        resource_id = f"{args.name}-id"
+        if args.typ == "proxmoxve:index/vmLegacy:VmLegacy" and state.get("vmId") is None:
+            self._next_vm_id += 1
+            state["vmId"] = self._next_vm_id
+        if args.typ == "proxmoxve:download/file:File":
+            resource_id = f"{state['datastoreId']}:import/{state['fileName']}"
+        if args.typ == "proxmoxve:index/fileLegacy:FileLegacy":
+            resource_id = f"{state['datastoreId']}:snippets/{state['sourceRaw']['fileName']}"
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks, run: Run) -> None:
+        super().__init__(mocks)
+        self._run = run
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method's name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self._run.resources.append(
+                Registered(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    dependencies=list(request.dependencies),
+                    inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                )
+            )
+        return response
+
+
+def stack_config(
+    plan: Mapping[str, Any],
+    *,
+    secrets: Mapping[str, str] | None = None,
+    plain: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """Engine-style config (every value a string, objects as JSON) and the list of secret keys."""
+    config = {f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in plan.items()}
+    secret_values = (
+        {
+            f"{PROJECT}:sshPrivateKey": TEST_PRIVATE_KEY,
+            f"{PROJECT}:statsPassword": TEST_STATS_PASSWORD,
+            "proxmoxve:apiToken": TEST_API_TOKEN,
+        }
+        if secrets is None
+        else dict(secrets)
+    )
+    config.update(secret_values)
+    config.update(plain or {})
+    return config, list(secret_values)
+
+
+@contextmanager
+def _recorded_exports(run: Run) -> Iterator[None]:
+    original = pulumi.export
+
+    def export(name: str, value: Any) -> None:
+        run.exports[name] = value
+
+    pulumi.export = export  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pulumi.export = original
+
+
+async def _resolve(value: Any) -> Any:
+    if isinstance(value, pulumi.Output):
+        is_secret_output = await value.is_secret()
+        resolved = await _resolve(await value.future())
+        return {"secret": resolved} if is_secret_output else resolved
+    if isinstance(value, dict):
+        return {k: await _resolve(v) for k, v in value.items()}
+    return value
+
+
+def run_program(
+    config: Mapping[str, str],
+    secret_keys: list[str],
+    program: Callable[[], None] | None = None,
+    run: Run | None = None,
+) -> Run:
+    """Evaluate __main__.py (or `program`) under mocks with this config; return what it registered.
+
+    Exports come back resolved; a secret export as {"secret": value}. Pass `run` to see what was
+    registered even when the program raises.
+    """
+    run = Run() if run is None else run
+    mocks = _Mocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=_RecordingMonitor(mocks, run))
+    pulumi.runtime.set_all_config(dict(config), secret_keys)
+
+    def main() -> None:
+        runpy.run_path(str(REPO_ROOT / "__main__.py"), run_name="__main__")
+
+    @pulumi.runtime.test
+    def evaluate() -> None:
+        with _recorded_exports(run):
+            (program or main)()
+
+    evaluate()
+    resolved: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def resolve_exports() -> Any:
+        async def go() -> None:
+            for key, value in run.exports.items():
+                resolved[key] = await _resolve(value)
+
+        return pulumi.Output.from_input(go())
+
+    resolve_exports()
+    run.exports = resolved
+    return run

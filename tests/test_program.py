@@ -1,0 +1,374 @@
+"""The Pulumi program under Pulumi's mocks: what `pulumi up` would ask Proxmox and the VMs to do."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from components.stack_file import raw_project_config, stack_file
+from tests.pulumi_harness import (
+    TEST_API_TOKEN,
+    TEST_PRIVATE_KEY,
+    TEST_STATS_PASSWORD,
+    Registered,
+    Run,
+    is_secret,
+    run_program,
+    stack_config,
+    unwrap,
+)
+
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
+IMAGE = "proxmoxve:download/file:File"
+COMMAND = "command:remote:Command"
+RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
+OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def dev_plan() -> dict[str, Any]:
+    return copy.deepcopy(raw_project_config(stack_file("dev")))
+
+
+def plan_with_servers(count: int) -> dict[str, Any]:
+    plan = dev_plan()
+    plan["webServers"] = [
+        {"name": f"WEB{i}-SAM", "ip": f"10.0.0.{30 + i}", "message": f"Serveur {i}"} for i in range(1, count + 1)
+    ]
+    return plan
+
+
+def evaluate(plan: dict[str, Any], **kwargs: Any) -> Run:
+    config, secret_keys = stack_config(plan, **kwargs)
+    return run_program(config, secret_keys)
+
+
+@pytest.fixture(scope="module")
+def dev_run() -> Run:
+    return evaluate(dev_plan())
+
+
+def vm_named(run: Run, name: str) -> Registered:
+    return next(r for r in run.of_type(VM) if r.inputs["name"] == name)
+
+
+def commands_of(run: Run, component: str) -> dict[str, Registered]:
+    """The remote commands parented to a component, keyed by their name's last part."""
+    return {
+        r.name.removeprefix(f"{component}-"): r for r in run.of_type(COMMAND) if run.by_urn(r.parent).name == component
+    }
+
+
+def ancestors(run: Run, resource: Registered) -> set[str]:
+    names: set[str] = set()
+    while resource.parent and not resource.parent.endswith("pulumi:pulumi:Stack::haproxy-lab-dev"):
+        resource = run.by_urn(resource.parent)
+        names.add(resource.name)
+    return names
+
+
+def test_dev_stack_declares_the_reports_three_vms(dev_run: Run) -> None:
+    vms = {r.inputs["name"]: r for r in dev_run.of_type(VM)}
+    assert set(vms) == {"HAPROXY-SAM", "WEB1-SAM", "WEB2-SAM"}
+    expected = {"HAPROXY-SAM": ("10.0.0.30", 130), "WEB1-SAM": ("10.0.0.31", 131), "WEB2-SAM": ("10.0.0.32", 132)}
+    for name, (ip, vm_id) in expected.items():
+        vm = vms[name].inputs
+        assert vm["vmId"] == vm_id
+        assert vm["nodeName"] == "pve"
+        assert vm["cpu"]["cores"] == 2
+        assert vm["memory"]["dedicated"] == 2048
+        assert vm["disks"][0]["size"] == 20
+        assert vm["disks"][0]["importFrom"] == "local:import/noble-server-cloudimg-amd64.qcow2"
+        assert vm["networkDevices"] == [{"bridge": "vmbr1", "model": "virtio", "firewall": True}]
+        assert vm["agent"]["enabled"] is True
+        assert vm["stopOnDestroy"] is False, "destroy must shut the guest down cleanly, not pull the plug"
+        assert vm["serialDevices"] == [{"device": "socket"}]
+        init = vm["initialization"]
+        assert init["ipConfigs"] == [{"ipv4": {"address": f"{ip}/16", "gateway": "10.0.0.1"}}]
+        assert init["dns"] == {"domain": "mvgroup.local", "servers": ["10.0.200.2", "8.8.8.8"]}
+        snippet = dev_run.named(f"haproxy-lab-{name.lower()}-machine-user-data")
+        assert init["userDataFileId"] == f"local:snippets/{snippet.inputs['sourceRaw']['fileName']}"
+        user_data = snippet.inputs["sourceRaw"]["data"]
+        assert user_data.startswith("#cloud-config\n")
+        assert f"hostname: {name.lower()}\n" in user_data
+        assert "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5" in user_data
+        assert snippet.inputs["contentType"] == "snippets"
+
+
+def test_the_cloud_image_is_downloaded_once_for_all_vms(dev_run: Run) -> None:
+    images = dev_run.of_type(IMAGE)
+    assert len(images) == 1
+    image = images[0].inputs
+    assert image["contentType"] == "import"
+    assert image["url"].startswith("https://cloud-images.ubuntu.com/noble/")
+    assert image["fileName"].endswith(".qcow2")
+
+
+def test_a_template_vm_id_clones_instead_of_downloading() -> None:
+    plan = dev_plan()
+    plan["proxmox"]["templateVmId"] = 9000
+    run = evaluate(plan)
+    assert run.of_type(IMAGE) == []
+    for vm in run.of_type(VM):
+        assert vm.inputs["clone"] == {"vmId": 9000, "full": True, "retries": 3}
+        assert "importFrom" not in vm.inputs["disks"][0]
+
+
+def test_every_remote_command_targets_its_own_vm_with_the_key_as_a_secret(dev_run: Run) -> None:
+    commands = dev_run.of_type(COMMAND)
+    assert len(commands) == 3 + 3 + 3  # per VM: cloud-init wait, install, then apply/deploy
+    for cmd in commands:
+        connection = cmd.inputs["connection"]
+        owner = dev_run.by_urn(cmd.parent)
+        vm = next(r for r in dev_run.of_type(VM) if owner.name in ancestors(dev_run, r))
+        assert connection["host"] == vm.inputs["initialization"]["ipConfigs"][0]["ipv4"]["address"].split("/")[0]
+        assert connection["user"] == "samuel"
+        assert is_secret(connection["privateKey"]), f"{cmd.name}: the SSH private key must stay a secret"
+        assert unwrap(connection["privateKey"]) == TEST_PRIVATE_KEY
+        assert connection["dialErrorLimit"] == -1
+        assert cmd.inputs["create"].startswith("sudo -n sh -c ")
+
+
+def _depends_on(run: Run, resource: Registered, name: str) -> bool:
+    return any(run.by_urn(urn).name == name for urn in resource.dependencies)
+
+
+def test_remote_commands_wait_for_what_they_must_follow(dev_run: Run) -> None:
+    for host in ("haproxy-sam", "web1-sam", "web2-sam"):
+        component = f"haproxy-lab-{host}"
+        steps = commands_of(dev_run, component)
+        assert _depends_on(dev_run, steps["cloud-init"], f"{component}-machine-vm")
+        assert _depends_on(dev_run, steps["cloud-init"], f"{component}-machine-firewall-rules")
+        install = "install-haproxy" if host == "haproxy-sam" else "install-docker"
+        assert _depends_on(dev_run, steps[install], f"{component}-cloud-init")
+        last = "haproxy-cfg" if host == "haproxy-sam" else "deploy-webapp"
+        assert _depends_on(dev_run, steps[last], f"{component}-{install}")
+    # Rolling updates: the second server's deploy waits for the first one's.
+    web2_deploy = commands_of(dev_run, "haproxy-lab-web2-sam")["deploy-webapp"]
+    assert _depends_on(dev_run, web2_deploy, "haproxy-lab-web1-sam-deploy-webapp")
+
+
+def test_load_balancer_is_provisioned_in_parallel_with_the_web_servers(dev_run: Run) -> None:
+    web_names = {r.name for r in dev_run.resources if r.name.startswith(("haproxy-lab-web1", "haproxy-lab-web2"))}
+    for cmd in commands_of(dev_run, "haproxy-lab-haproxy-sam").values():
+        waited_for = {dev_run.by_urn(urn).name for urn in cmd.dependencies}
+        assert not waited_for & web_names, f"{cmd.name} waits for web-server resources: {waited_for & web_names}"
+
+
+def test_load_balancer_config_lists_every_web_server_and_stays_secret(dev_run: Run) -> None:
+    apply = commands_of(dev_run, "haproxy-lab-haproxy-sam")["haproxy-cfg"]
+    assert is_secret(apply.inputs["stdin"]), "the rendered haproxy.cfg carries the stats password"
+    cfg = unwrap(apply.inputs["stdin"])
+    for name, ip in (("WEB1-SAM", "10.0.0.31"), ("WEB2-SAM", "10.0.0.32")):
+        assert any(line.split()[:3] == ["server", name, f"{ip}:80"] for line in cfg.splitlines() if line.strip())
+    assert TEST_STATS_PASSWORD in cfg
+    assert cfg.rstrip("\n").endswith("# haproxy-lab: end of configuration")
+    assert all(is_secret(t) for t in apply.inputs["triggers"][1:]), "even the config's hash is kept secret"
+
+
+def test_web_server_deploy_ships_its_own_message(dev_run: Run) -> None:
+    import base64
+    import io
+    import tarfile
+
+    for host, message in (("web1-sam", "Serveur 1"), ("web2-sam", "Serveur 2")):
+        deploy = commands_of(dev_run, f"haproxy-lab-{host}")["deploy-webapp"]
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy.inputs["stdin"])), mode="r:gz") as tar:
+            names = set(tar.getnames())
+            compose_file = tar.extractfile("compose.yaml")
+            assert compose_file is not None
+            compose = compose_file.read().decode()
+        assert {"app.py", "Dockerfile", "compose.yaml", "gunicorn.conf.py", "requirements.txt"} <= names
+        assert message in compose
+
+
+def test_stack_outputs(dev_run: Run) -> None:
+    assert dev_run.exports == {
+        "lbUrl": "http://10.0.0.30/",
+        "statsUrl": "http://10.0.0.30:8404/stats",
+        "webServers": {"WEB1-SAM": "10.0.0.31", "WEB2-SAM": "10.0.0.32"},
+        "statsUser": "admin",
+        "statsPassword": {"secret": TEST_STATS_PASSWORD},
+    }
+
+
+def test_every_resource_is_parented_and_uniquely_named(dev_run: Run) -> None:
+    names = [r.name for r in dev_run.resources]
+    assert len(names) == len(set(names))
+    lab = dev_run.named("haproxy-lab")
+    for resource in dev_run.resources:
+        if resource is lab:
+            continue
+        assert "haproxy-lab" in ancestors(dev_run, resource), f"{resource.name} is not inside the Lab component"
+    for custom in (r for r in dev_run.resources if r.custom):
+        assert not dev_run.by_urn(custom.parent).custom, f"{custom.name}'s parent must be a component"
+
+
+def test_secrets_never_appear_in_plain_inputs(dev_run: Run) -> None:
+    def plain_text(value: Any) -> str:
+        if is_secret(value):
+            return ""
+        if isinstance(value, dict):
+            return " ".join(plain_text(v) for v in value.values())
+        if isinstance(value, list):
+            return " ".join(plain_text(v) for v in value)
+        return str(value)
+
+    for resource in dev_run.resources:
+        text = plain_text(resource.inputs)
+        for secret in (TEST_STATS_PASSWORD, TEST_PRIVATE_KEY.splitlines()[1], TEST_API_TOKEN):
+            assert secret not in text, f"{resource.name} carries a secret in plain text"
+
+
+def test_firewall_lets_only_the_load_balancer_reach_the_web_servers(dev_run: Run) -> None:
+    for options in dev_run.of_type(OPTIONS):
+        assert options.inputs["enabled"] is True
+        assert options.inputs["inputPolicy"] == "DROP"
+    for rules in dev_run.of_type(RULES):
+        entries = rules.inputs["rules"]
+        assert all(rule["source"] != "0.0.0.0/0" for rule in entries), "no port is open to the world"
+        http = [rule for rule in entries if rule.get("dport") == "80"]
+        assert len(http) == 1
+        if "web" in rules.name:
+            assert http[0]["source"] == "10.0.0.30/32"
+        else:
+            assert http[0]["source"] == "10.0.0.0/16"
+
+
+@pytest.mark.parametrize("count", [1, 4])
+def test_any_number_of_web_servers(count: int) -> None:
+    run = evaluate(plan_with_servers(count))
+    assert len(run.of_type(VM)) == count + 1
+    assert run.exports["webServers"] == {f"WEB{i}-SAM": f"10.0.0.{30 + i}" for i in range(1, count + 1)}
+    cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["haproxy-cfg"].inputs["stdin"])
+    servers = [line.split()[1] for line in cfg.splitlines() if line.strip().startswith("server ")]
+    assert servers == [f"WEB{i}-SAM" for i in range(1, count + 1)]
+    deploys = [commands_of(run, f"haproxy-lab-web{i}-sam")["deploy-webapp"] for i in range(1, count + 1)]
+    for previous, current in itertools.pairwise(deploys):
+        assert _depends_on(run, current, previous.name)
+
+
+def _comparable(run: Run) -> str:
+    def plain(value: Any) -> Any:
+        if is_secret(value):
+            return {"secret": plain(unwrap(value))}
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    return json.dumps(sorted((r.type, r.name, plain(r.inputs)) for r in run.resources), sort_keys=True, default=str)
+
+
+def test_two_evaluations_give_identical_inputs(dev_run: Run) -> None:
+    assert _comparable(evaluate(dev_plan())) == _comparable(dev_run)
+
+
+def _bad(mutate: Any) -> dict[str, Any]:
+    plan = dev_plan()
+    mutate(plan)
+    return plan
+
+
+BAD_PLANS = [
+    pytest.param(
+        _bad(lambda p: p["webServers"][0].update(ip="10.1.0.31")),
+        "haproxy-lab:webServers[0].ip: 10.1.0.31 lies outside network.cidr 10.0.0.0/16",
+        id="address-outside-network",
+    ),
+    pytest.param(
+        _bad(lambda p: p["webServers"][1].update(ip="10.0.0.31")),
+        "haproxy-lab:webServers[1].ip: 10.0.0.31 is already used by webServers[0]",
+        id="duplicate-address",
+    ),
+    pytest.param(
+        _bad(lambda p: p["loadBalancer"].update(ip="10.0.0.1")),
+        "haproxy-lab:loadBalancer.ip: 10.0.0.1 is the gateway's address",
+        id="gateway-address",
+    ),
+    pytest.param(
+        _bad(lambda p: p["webServers"][0].update(ip="not-an-ip")),
+        "haproxy-lab:webServers[0].ip: 'not-an-ip' is not an IPv4 address",
+        id="not-ipv4",
+    ),
+    pytest.param(_bad(lambda p: p.update(webServers=[])), "haproxy-lab:webServers: is empty", id="no-web-servers"),
+    pytest.param(
+        _bad(lambda p: p["webServers"][1].update(name="web1-sam")),
+        "haproxy-lab:webServers[1].name: 'web1-sam' is already used by webServers[0]",
+        id="duplicate-name",
+    ),
+    pytest.param(
+        _bad(lambda p: p["network"].update(gateway="192.168.1.1")),
+        "haproxy-lab:network.gateway: 192.168.1.1 lies outside network.cidr 10.0.0.0/16",
+        id="gateway-outside-network",
+    ),
+    pytest.param(
+        _bad(lambda p: p["haproxy"].update(balance="fastest")),
+        "haproxy-lab:haproxy.balance: 'fastest' is not a balance algorithm",
+        id="unknown-balance",
+    ),
+]
+
+
+@pytest.mark.parametrize(("plan", "message"), BAD_PLANS)
+def test_bad_config_is_refused_before_any_resource(plan: dict[str, Any], message: str) -> None:
+    config, secret_keys = stack_config(plan)
+    run = Run()
+    with pytest.raises(Exception, match="invalid stack configuration") as caught:
+        run_program(config, secret_keys, run=run)
+    assert message in str(caught.value)
+    assert run.resources == [], "a bad config must not register any resource"
+
+
+@pytest.mark.parametrize(
+    ("secrets", "plain", "message"),
+    [
+        pytest.param(
+            {"haproxy-lab:sshPrivateKey": TEST_PRIVATE_KEY, "proxmoxve:apiToken": TEST_API_TOKEN},
+            {},
+            "haproxy-lab:statsPassword: is not set; expected a secret: run `pulumi config set --secret "
+            'haproxy-lab:statsPassword "$(openssl rand -base64 24)"`',
+            id="missing-stats-password",
+        ),
+        pytest.param(
+            {"haproxy-lab:statsPassword": TEST_STATS_PASSWORD, "proxmoxve:apiToken": TEST_API_TOKEN},
+            {"haproxy-lab:sshPrivateKey": TEST_PRIVATE_KEY},
+            "haproxy-lab:sshPrivateKey: is stored in plain text in the stack file",
+            id="plain-text-private-key",
+        ),
+        pytest.param(
+            {"haproxy-lab:sshPrivateKey": TEST_PRIVATE_KEY, "haproxy-lab:statsPassword": TEST_STATS_PASSWORD},
+            {},
+            "proxmoxve:apiToken: is not set",
+            id="missing-proxmox-token",
+        ),
+        pytest.param(
+            {
+                "haproxy-lab:sshPrivateKey": TEST_PRIVATE_KEY,
+                "haproxy-lab:statsPassword": "short",
+                "proxmoxve:apiToken": TEST_API_TOKEN,
+            },
+            {},
+            "haproxy-lab:statsPassword: is shorter than 12 characters",
+            id="weak-stats-password",
+        ),
+    ],
+)
+def test_missing_or_plain_secrets_are_refused_with_the_command_to_fix_them(
+    secrets: dict[str, str], plain: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("PROXMOX_VE_API_TOKEN", "PROXMOX_VE_USERNAME", "PROXMOX_VE_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+    config, secret_keys = stack_config(dev_plan(), secrets=secrets, plain=plain)
+    run = Run()
+    with pytest.raises(Exception, match="invalid stack configuration") as caught:
+        run_program(config, secret_keys, run=run)
+    assert message in str(caught.value)
+    assert run.resources == [], "a bad config must not register any resource"
