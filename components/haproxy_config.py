@@ -1,0 +1,165 @@
+"""Render haproxy.cfg from files/haproxy.cfg.j2, for the lab VM and for the local rehearsal.
+
+Why a separate low-level render: the VM config and the rehearsal's loopback config must come from the
+same template, differing only in binds, server addresses and the global section. Every value that lands
+in the file is validated or quoted here, because tests and the rehearsal call this directly, bypassing
+the stack-config model's own checks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from components.model import _HEALTH_PATH, BALANCE_ALGORITHMS, LabConfig
+from components.templates import render
+
+TEMPLATE = "haproxy.cfg.j2"
+TRAILER = "# haproxy-lab: end of configuration"
+SERVER_PORT = 80
+
+_SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
+_STATS_USER = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
+_BIND = re.compile(r"^(\*|[0-9.]+):[0-9]{1,5}$")
+_LOG_TARGET = re.compile(r"^(stderr|stdout|/[A-Za-z0-9._/-]+)$")
+_HOST_HEADER = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+_MAX_PASSWORD = 256
+
+
+def quote_haproxy_word(value: str) -> str:
+    """Quote one config word so HAProxy reads it back byte for byte.
+
+    HAProxy's parser is shell-like: inside single quotes nothing is special ('#', '$', '\\', '"', spaces);
+    a single quote itself is written as '\\'' (close, escaped quote, reopen). Line breaks and other control
+    characters cannot be expressed safely on one config line and are refused.
+    """
+    if not value:
+        raise ValueError("an empty value cannot be written into haproxy.cfg")
+    bad = [ch for ch in value if ord(ch) < 32 or ord(ch) == 127]
+    if bad:
+        raise ValueError(f"control character {bad[0]!r} cannot be written into haproxy.cfg")
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One `server` line: HAProxy's name for it and its ip:port."""
+
+    name: str
+    address: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HaproxySettings:
+    """Everything the template needs, in HAProxy's terms (binds, addresses), independent of the stack model."""
+
+    frontend_bind: str
+    stats_bind: str
+    servers: Sequence[Backend]
+    balance: str
+    health_path: str
+    health_host: str
+    stats_user: str
+    stats_password: str
+    client_cidr: str
+    admin_cidr: str
+    packaged: bool = True
+    log_target: str = "stderr"
+    stats_socket: str | None = None
+
+
+def _check(settings: HaproxySettings) -> None:
+    """Refuse, before rendering, anything that would make a wrong or unparsable config."""
+    problems: list[str] = []
+    if settings.balance not in BALANCE_ALGORITHMS:
+        problems.append(f"balance {settings.balance!r} is not one of {', '.join(BALANCE_ALGORITHMS)}")
+    if not _HEALTH_PATH.fullmatch(settings.health_path):
+        problems.append(
+            f"health path {settings.health_path!r} is not an absolute URL path without spaces, quotes or '#'"
+        )
+    if not _HOST_HEADER.fullmatch(settings.health_host):
+        problems.append(f"health-check Host {settings.health_host!r} is not a host name")
+    for label, bind in (("frontend", settings.frontend_bind), ("stats", settings.stats_bind)):
+        if not _BIND.fullmatch(bind):
+            problems.append(f"{label} bind {bind!r} is not '*:port' or 'ipv4:port'")
+    if settings.frontend_bind == settings.stats_bind:
+        problems.append("frontend and stats share one bind address")
+    if not settings.servers:
+        problems.append("no web servers")
+    names = [server.name for server in settings.servers]
+    for server in settings.servers:
+        if not _SERVER_NAME.fullmatch(server.name):
+            problems.append(f"server name {server.name!r} is not a valid HAProxy server name")
+        if not _BIND.fullmatch(server.address) or server.address.startswith("*"):
+            problems.append(f"server {server.name!r} address {server.address!r} is not 'ipv4:port'")
+    if len({name.lower() for name in names}) != len(names):
+        problems.append("server names are not unique")
+    if not _STATS_USER.fullmatch(settings.stats_user):
+        problems.append(f"stats user {settings.stats_user!r}: expected 1-32 letters, digits, '.', '_' or '-'")
+    if len(settings.stats_password) > _MAX_PASSWORD:
+        problems.append(f"stats password is longer than {_MAX_PASSWORD} characters")
+    for label, cidr in (("client", settings.client_cidr), ("admin", settings.admin_cidr)):
+        try:
+            ipaddress.IPv4Network(cidr, strict=True)
+        except ValueError:
+            problems.append(f"{label} network {cidr!r} is not an IPv4 CIDR")
+    if not _LOG_TARGET.fullmatch(settings.log_target):
+        problems.append(f"log target {settings.log_target!r} is not stderr, stdout or an absolute path")
+    if settings.stats_socket is not None and not _LOG_TARGET.fullmatch(settings.stats_socket):
+        problems.append(f"stats socket {settings.stats_socket!r} is not an absolute path")
+    if problems:
+        raise ValueError("cannot render haproxy.cfg: " + "; ".join(problems))
+
+
+def render_haproxy_cfg(settings: HaproxySettings) -> str:
+    """The haproxy.cfg text for these settings (raises ValueError naming every bad value, before rendering)."""
+    _check(settings)
+    text = render(
+        TEMPLATE,
+        packaged=settings.packaged,
+        log_target=settings.log_target,
+        stats_socket=settings.stats_socket,
+        frontend_bind=settings.frontend_bind,
+        stats_bind=settings.stats_bind,
+        client_cidr=settings.client_cidr,
+        admin_cidr=settings.admin_cidr,
+        balance=settings.balance,
+        health_path=quote_haproxy_word(settings.health_path),
+        health_host=settings.health_host,
+        servers=list(settings.servers),
+        stats_user=quote_haproxy_word(settings.stats_user),
+        stats_password=quote_haproxy_word(settings.stats_password),
+        stats_auth=quote_haproxy_word(f"{settings.stats_user}:{settings.stats_password}"),
+    )
+    if text.rstrip("\n").rsplit("\n", 1)[-1] != TRAILER:
+        raise AssertionError("haproxy.cfg.j2 lost its trailer line")  # a template bug, not bad input
+    return text
+
+
+def lab_settings(lab: LabConfig, stats_password: str) -> HaproxySettings:
+    """The settings for the lab's load-balancer VM (Ubuntu's packaged HAProxy, listening on every address)."""
+    return HaproxySettings(
+        frontend_bind=f"*:{lab.haproxy.frontend_port}",
+        stats_bind=f"*:{lab.haproxy.stats_port}",
+        servers=[Backend(server.name, f"{server.ip}:{SERVER_PORT}") for server in lab.web_servers],
+        balance=lab.haproxy.balance,
+        health_path=lab.haproxy.health_path,
+        health_host=health_host(lab),
+        stats_user=lab.haproxy.stats_user,
+        stats_password=stats_password,
+        client_cidr=str(lab.haproxy.client_cidr),
+        admin_cidr=str(lab.ssh.admin_cidr),
+        packaged=True,
+    )
+
+
+def health_host(lab: LabConfig) -> str:
+    """The Host header of health checks: the load balancer's own FQDN (any name works for the Flask app)."""
+    return f"{lab.load_balancer.name.lower()}.{lab.network.domain}"
+
+
+def render_lab_haproxy_cfg(lab: LabConfig, stats_password: str) -> str:
+    """The haproxy.cfg for the lab's load-balancer VM."""
+    return render_haproxy_cfg(lab_settings(lab, stats_password))
