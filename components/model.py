@@ -258,7 +258,11 @@ def _vm_id(value: Any) -> int:
     return _integer(100, 999_999_999)(value)
 
 
-def _parse_network(r: _Reader, raw_any: Any) -> Network | None:
+def _parse_network(
+    r: _Reader, raw_any: Any
+) -> tuple[Network | None, ipaddress.IPv4Network | None, ipaddress.IPv4Address | None]:
+    """The network, plus its cidr and gateway alone: hosts are checked against them even when,
+    say, the domain is wrong, so one run reports every problem."""
     raw = r.mapping(raw_any, "network")
     r.unknown_keys(raw, "network", ("cidr", "gateway", "dns", "domain", "bridge"))
     cidr = r.value(raw, "network", "cidr", _ipv4_network, "an IPv4 network such as 10.0.0.0/16")
@@ -272,8 +276,8 @@ def _parse_network(r: _Reader, raw_any: Any) -> Network | None:
         elif gateway in (cidr.network_address, cidr.broadcast_address):
             r.fail("network.gateway", f"{gateway} is the network or broadcast address", "a host address")
     if cidr is None or gateway is None or dns is None or domain is None or bridge is None:
-        return None
-    return Network(cidr=cidr, gateway=gateway, dns=dns, domain=domain, bridge=bridge)
+        return None, cidr, gateway
+    return Network(cidr=cidr, gateway=gateway, dns=dns, domain=domain, bridge=bridge), cidr, gateway
 
 
 def _parse_host(r: _Reader, raw_any: Any, key: str, *, web: bool) -> Host | None:
@@ -297,24 +301,25 @@ def _parse_host(r: _Reader, raw_any: Any, key: str, *, web: bool) -> Host | None
     return WebServer(name=name, ip=ip, vm_id=vm_id, message=message)
 
 
-def _check_hosts(r: _Reader, network: Network | None, hosts: Sequence[tuple[str, Host]]) -> None:
+def _check_hosts(
+    r: _Reader,
+    cidr: ipaddress.IPv4Network | None,
+    gateway: ipaddress.IPv4Address | None,
+    hosts: Sequence[tuple[str, Host]],
+) -> None:
     """Cross-checks: addresses inside the network, not reserved, and nothing used twice."""
     seen_ips: dict[ipaddress.IPv4Address, str] = {}
     seen_names: dict[str, str] = {}
     seen_ids: dict[int, str] = {}
     for key, host in hosts:
-        if network is not None:
-            if host.ip not in network.cidr:
-                r.fail(
-                    f"{key}.ip",
-                    f"{host.ip} lies outside network.cidr {network.cidr}",
-                    f"an address inside {network.cidr}",
-                )
-            elif host.ip == network.cidr.network_address:
-                r.fail(f"{key}.ip", f"{host.ip} is the network address of {network.cidr}", "a host address")
-            elif host.ip == network.cidr.broadcast_address:
-                r.fail(f"{key}.ip", f"{host.ip} is the broadcast address of {network.cidr}", "a host address")
-            elif host.ip == network.gateway:
+        if cidr is not None:
+            if host.ip not in cidr:
+                r.fail(f"{key}.ip", f"{host.ip} lies outside network.cidr {cidr}", f"an address inside {cidr}")
+            elif host.ip == cidr.network_address:
+                r.fail(f"{key}.ip", f"{host.ip} is the network address of {cidr}", "a host address")
+            elif host.ip == cidr.broadcast_address:
+                r.fail(f"{key}.ip", f"{host.ip} is the broadcast address of {cidr}", "a host address")
+            elif host.ip == gateway:
                 r.fail(f"{key}.ip", f"{host.ip} is the gateway's address", "an address of its own")
         if host.ip in seen_ips:
             r.fail(f"{key}.ip", f"{host.ip} is already used by {seen_ips[host.ip]}", "a different address for each VM")
@@ -379,7 +384,7 @@ def _parse_vm_size(r: _Reader, raw_any: Any) -> VmSize | None:
     return VmSize(cores=cores, memory_mb=memory, disk_gb=disk)
 
 
-def _parse_ssh(r: _Reader, raw_any: Any, network: Network | None) -> Ssh | None:
+def _parse_ssh(r: _Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None) -> Ssh | None:
     raw = r.mapping(raw_any, "ssh")
     r.unknown_keys(raw, "ssh", ("user", "publicKey", "adminCidr"))
     user = r.value(
@@ -399,7 +404,7 @@ def _parse_ssh(r: _Reader, raw_any: Any, network: Network | None) -> Ssh | None:
         _text(_SSH_PUBLIC_KEY, 16_384),
         "one OpenSSH public key line, e.g. `ssh-ed25519 AAAA... you@host`",
     )
-    default_admin = str(network.cidr) if network is not None else "0.0.0.0/32"
+    default_admin = str(cidr) if cidr is not None else "0.0.0.0/32"
     admin = r.value(
         raw,
         "ssh",
@@ -413,7 +418,7 @@ def _parse_ssh(r: _Reader, raw_any: Any, network: Network | None) -> Ssh | None:
     return Ssh(user=user, public_key=key, admin_cidr=admin)
 
 
-def _parse_haproxy(r: _Reader, raw_any: Any, network: Network | None) -> Haproxy | None:
+def _parse_haproxy(r: _Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None) -> Haproxy | None:
     raw = r.mapping(raw_any, "haproxy", required=False)
     known = ("balance", "healthPath", "frontendPort", "statsPort", "statsUser", "clientCidr")
     r.unknown_keys(raw, "haproxy", known)
@@ -443,7 +448,7 @@ def _parse_haproxy(r: _Reader, raw_any: Any, network: Network | None) -> Haproxy
         "1-32 letters, digits, '.', '_' or '-', e.g. admin",
         "admin",
     )
-    default_clients = str(network.cidr) if network is not None else "0.0.0.0/32"
+    default_clients = str(cidr) if cidr is not None else "0.0.0.0/32"
     clients = r.value(
         raw,
         "haproxy",
@@ -472,11 +477,11 @@ def parse_lab_config(raw: Mapping[str, Any]) -> LabConfig:
     Raises ConfigError listing every problem; never returns a partial model.
     """
     r = _Reader()
-    network = _parse_network(r, raw.get("network"))
+    network, cidr, gateway = _parse_network(r, raw.get("network"))
     proxmox = _parse_proxmox(r, raw.get("proxmox"))
     vm_size = _parse_vm_size(r, raw.get("vm"))
-    ssh = _parse_ssh(r, raw.get("ssh"), network)
-    haproxy = _parse_haproxy(r, raw.get("haproxy"), network)
+    ssh = _parse_ssh(r, raw.get("ssh"), cidr)
+    haproxy = _parse_haproxy(r, raw.get("haproxy"), cidr)
     load_balancer = _parse_host(r, raw.get("loadBalancer"), "loadBalancer", web=False)
 
     raw_web = raw.get("webServers")
@@ -503,7 +508,7 @@ def parse_lab_config(raw: Mapping[str, Any]) -> LabConfig:
     if load_balancer is not None:
         hosts.append(("loadBalancer", load_balancer))
     hosts.extend((f"webServers[{i}]", s) for i, s in enumerate(web_servers))
-    _check_hosts(r, network, hosts)
+    _check_hosts(r, cidr, gateway, hosts)
 
     if (
         r.problems
