@@ -1,0 +1,67 @@
+"""The command lines Pulumi runs over SSH, executed here for real with a local sh (sudo stripped)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.bundle import tar_gz_base64
+from components.remote import sudo_script, sudo_script_with_bundle
+
+HOSTILE = ["plain", "with space", "it's", '"dq"', "$(touch /tmp/pwned-by-arg)", "`id`", "a;b", "*", "\\", "$HOME"]
+
+
+def run_locally(command_line: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run what the VM would run, as this user: the same text minus the leading `sudo -n`."""
+    assert command_line.startswith("sudo -n ")
+    return subprocess.run(
+        ["sh", "-c", command_line.removeprefix("sudo -n ")],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def test_script_and_arguments_arrive_unchanged() -> None:
+    script = '#!/bin/sh\nset -eu\nprintf "%s\\n" "$0"\nfor a in "$@"; do printf "[%s]\\n" "$a"; done\n'
+    result = run_locally(sudo_script(script, "show-args.sh", *HOSTILE))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["show-args.sh", *[f"[{a}]" for a in HOSTILE]]
+    assert not Path("/tmp/pwned-by-arg").exists()
+
+
+def test_bundle_arrives_as_files_in_a_private_directory() -> None:
+    files = {"app.py": "print('hi')\n", "compose.yaml": "message: \"$(id)\" 'x'\n", "sub/dir.txt": "nested\n"}
+    script = (
+        '#!/bin/sh\nset -eu\ndir=$1\nstat -c %a "$dir"\n'
+        'for f in app.py compose.yaml sub/dir.txt; do printf "%s=" "$f"; cat "$dir/$f"; done\nrm -rf "$dir"\n'
+    )
+    result = run_locally(sudo_script_with_bundle(script, "deploy.sh"), stdin=tar_gz_base64(files))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "700"
+    assert lines[1:] == [f"{name}={text.rstrip()}" for name, text in files.items()]
+
+
+def test_a_corrupt_bundle_fails_before_the_script_runs() -> None:
+    result = run_locally(sudo_script_with_bundle("#!/bin/sh\necho ran\n", "deploy.sh"), stdin="bm90IGEgdGFy\n")
+    assert result.returncode != 0
+    assert "ran" not in result.stdout
+
+
+def test_bundles_are_deterministic() -> None:
+    files = {"b.txt": "2", "a.txt": "1"}
+    assert tar_gz_base64(files) == tar_gz_base64(dict(reversed(list(files.items()))))
+    assert gzip.decompress(base64.b64decode(tar_gz_base64(files)))[:5] == b"a.txt"
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../escape", "a/../../b"])
+def test_bundle_paths_cannot_escape(path: str) -> None:
+    with pytest.raises(ValueError, match="must be relative"):
+        tar_gz_base64({path: "x"})
