@@ -1,0 +1,208 @@
+"""The rehearsal's six checks (the report's four tests, plus a crash drill and a hang drill under load).
+
+Why result objects: the CLI prints them as a table, the tests assert on them, and the benchmark reuses
+the drills' figures for both setups. Every wait here is bounded.
+"""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from rehearsal.lab import Lab, basic_auth_header
+from rehearsal.load import LoadResult, run_load, sequential
+
+ORDERED_BALANCES = ("roundrobin", "static-rr")
+STATE_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of the rehearsal table."""
+
+    name: str
+    passed: bool
+    figures: str
+
+    @property
+    def result(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    """What a fault drill measured: requests, failures (all / started after the fault), detection, recovery."""
+
+    kind: str
+    server: str
+    total: int
+    failed: int
+    failed_after_fault: int
+    down_after: float | None
+    up_after: float | None
+    slowest: float
+    errors: str
+
+    def check(self, name: str) -> CheckResult:
+        """The drill as a table row: passes with no failure after the fault, DOWN detected, server back UP."""
+        passed = self.failed_after_fault == 0 and self.down_after is not None and self.up_after is not None
+        figures = (
+            f"{self.total} req, failed {self.failed} (after fault {self.failed_after_fault}); "
+            f"{self.server} DOWN after {_seconds(self.down_after)}, back UP {_seconds(self.up_after)}; "
+            f"slowest {self.slowest:.2f} s"
+        )
+        if self.errors:
+            figures += f"; errors: {self.errors}"
+        return CheckResult(name, passed, figures)
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f} s"
+
+
+def _is_down(status: str | None) -> bool:
+    return status is not None and (status == "DOWN" or status.startswith("DOWN "))
+
+
+def _abbreviate(answers: list[str]) -> str:
+    shown = ", ".join(answers[:12])
+    return shown + (f", ... ({len(answers)} in all)" if len(answers) > 12 else "")
+
+
+def round_robin(lab: Lab, balance: str = "roundrobin") -> CheckResult:
+    """Test 1: sequential requests; with N servers, every N consecutive answers name each server once."""
+    n = len(lab.servers)
+    outcomes = sequential(lab.lb.host, lab.lb.port, max(6, 2 * n), lab.messages)
+    answers = [o.body if o.ok else f"<{o.error}>" for o in outcomes]
+    all_ok = all(o.ok for o in outcomes)
+    if balance in ORDERED_BALANCES:
+        windows = [answers[i : i + n] for i in range(len(answers) - n + 1)]
+        ordered = all(set(window) == set(lab.messages) for window in windows)
+        note = ""
+    else:
+        ordered, note = True, f" (balance {balance}: order not checked)"
+    return CheckResult("round-robin", all_ok and ordered, _abbreviate(answers) + note)
+
+
+def _status_without_credentials(lab: Lab) -> int:
+    conn = http.client.HTTPConnection(lab.lb.host, lab.lb.stats_port, timeout=5)
+    try:
+        conn.request("GET", f"{lab.lb.stats_uri};csv")
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def _metrics_status(lab: Lab) -> int:
+    conn = http.client.HTTPConnection(lab.lb.host, lab.lb.stats_port, timeout=5)
+    try:
+        headers = {}
+        if lab.lb.stats_user and lab.lb.stats_password:
+            headers["Authorization"] = basic_auth_header(lab.lb.stats_user, lab.lb.stats_password)
+        conn.request("GET", "/metrics", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def stats_page(lab: Lab) -> CheckResult:
+    """Test 2: with credentials the stats CSV shows every server UP; without them the page answers 401."""
+    states = lab.server_states()
+    all_up = all(states.get(server.name) == "UP" for server in lab.servers)
+    anonymous = _status_without_credentials(lab)
+    metrics = _metrics_status(lab)
+    listed = ", ".join(f"{name} {status}" for name, status in states.items())
+    figures = f"{listed}; no credentials -> {anonymous}; /metrics -> {metrics}"
+    return CheckResult("stats", all_up and anonymous == 401, figures)
+
+
+def failover(lab: Lab, index: int = 0) -> CheckResult:
+    """Test 3: stop one server gracefully (like `docker stop`); every request is answered by the others."""
+    name, message = lab.servers[index].name, lab.servers[index].message
+    lab.stop_server(index)
+    outcomes = sequential(lab.lb.host, lab.lb.port, max(6, 2 * len(lab.servers)), lab.messages)
+    down_after = lab.wait_states(lambda states: _is_down(states.get(name)), STATE_TIMEOUT)
+    answers = [o.body if o.ok else f"<{o.error}>" for o in outcomes]
+    passed = all(o.ok for o in outcomes) and message not in answers and down_after is not None
+    figures = f"{name} stopped: {_abbreviate(answers)}; marked DOWN {_seconds(down_after)} after the requests"
+    return CheckResult("failover", passed, figures)
+
+
+def recovery(lab: Lab, index: int = 0, balance: str = "roundrobin") -> CheckResult:
+    """Test 4: restart the stopped server; it is back UP and back in the rotation."""
+    name, message = lab.servers[index].name, lab.servers[index].message
+    start = time.monotonic()
+    lab.start_server(index)
+    waited = lab.wait_states(lambda states: states.get(name) == "UP", STATE_TIMEOUT)
+    up_after = None if waited is None else time.monotonic() - start
+    outcomes = sequential(lab.lb.host, lab.lb.port, max(6, 2 * len(lab.servers)), lab.messages)
+    answers = [o.body if o.ok else f"<{o.error}>" for o in outcomes]
+    back = message in answers if balance in ORDERED_BALANCES else True
+    passed = up_after is not None and all(o.ok for o in outcomes) and back
+    figures = f"{name} restarted, UP {_seconds(up_after)} after start: {_abbreviate(answers)}"
+    return CheckResult("recovery", passed, figures)
+
+
+def fault_drill(
+    lab: Lab,
+    index: int,
+    kind: Literal["crash", "hang"],
+    *,
+    seconds: float = 10.0,
+    concurrency: int = 16,
+    fault_at: float = 2.0,
+    down_timeout: float = STATE_TIMEOUT,
+) -> DrillResult:
+    """Concurrent load for `seconds`; at `fault_at` the server's whole process group is SIGKILLed (crash) or
+    SIGSTOPped (hang). Then the killed server is restarted / the frozen one continued, and must come back UP."""
+    server = lab.servers[index]
+    box: list[LoadResult] = []
+
+    def load() -> None:
+        box.append(run_load(lab.lb.host, lab.lb.port, concurrency=concurrency, seconds=seconds, expected=lab.messages))
+
+    thread = threading.Thread(target=load, name=f"{kind}-drill-load", daemon=True)
+    begin = time.monotonic()
+    thread.start()
+    fault_time = 0.0
+    try:
+        time.sleep(max(0.0, begin + fault_at - time.monotonic()))
+        fault_time = time.monotonic()
+        if kind == "crash":
+            lab.kill_server(index)
+        else:
+            lab.signal_server(index, signal.SIGSTOP)
+        down_after = lab.wait_states(
+            lambda states: _is_down(states.get(server.name)), max(down_timeout, seconds - fault_at)
+        )
+        thread.join(timeout=seconds + 30)
+    finally:
+        if kind == "hang":
+            lab.signal_server(index, signal.SIGCONT)
+    restart = time.monotonic()
+    if kind == "crash":
+        lab.start_server(index)
+    waited = lab.wait_states(lambda states: states.get(server.name) == "UP", STATE_TIMEOUT)
+    up_after = None if waited is None else time.monotonic() - restart
+    if not box:
+        raise RuntimeError("the load generator did not finish")
+    result = box[0]
+    return DrillResult(
+        kind=kind,
+        server=server.name,
+        total=result.total,
+        failed=len(result.failed),
+        failed_after_fault=len(result.failed_started_after(fault_time)),
+        down_after=down_after,
+        up_after=up_after,
+        slowest=result.slowest,
+        errors=result.error_summary(),
+    )

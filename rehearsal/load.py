@@ -1,0 +1,169 @@
+"""A bounded concurrent HTTP load generator: threads with kept-alive http.client connections.
+
+Why threads + http.client: cheap enough on 2 cores to keep 16-32 requests in flight, and every request
+is judged exactly as the drills define failure: an error, a status other than 200, an unexpected or
+truncated body, or no complete answer within the time limit. Always bounded in time and in count.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import threading
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+FAIL_AFTER = 5.0  # seconds: an answer slower than this counts as failed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request: when it started and ended (time.monotonic), whether it succeeded, and why not."""
+
+    start: float
+    end: float
+    ok: bool
+    body: str
+    error: str
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Every outcome of one load run, with the helpers the drills need."""
+
+    outcomes: Sequence[Outcome]
+    started: float
+    finished: float
+
+    @property
+    def total(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if not outcome.ok]
+
+    def failed_started_after(self, moment: float) -> list[Outcome]:
+        """Failures among requests sent at or after `moment` (e.g. the fault)."""
+        return [outcome for outcome in self.outcomes if not outcome.ok and outcome.start >= moment]
+
+    @property
+    def slowest(self) -> float:
+        return max((outcome.seconds for outcome in self.outcomes), default=0.0)
+
+    @property
+    def ok_per_second(self) -> float:
+        elapsed = self.finished - self.started
+        return sum(1 for outcome in self.outcomes if outcome.ok) / elapsed if elapsed > 0 else 0.0
+
+    def error_summary(self, limit: int = 3) -> str:
+        """The most frequent failure reasons, e.g. "503 x4, timeout x1"."""
+        counts: dict[str, int] = {}
+        for outcome in self.failed:
+            counts[outcome.error] = counts.get(outcome.error, 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:limit]
+        return ", ".join(f"{error} x{count}" for error, count in ranked)
+
+
+def one_request(
+    conn: http.client.HTTPConnection, path: str, expected: Collection[str], limit: float
+) -> tuple[Outcome, bool]:
+    """Send one GET on `conn`; the outcome, and whether the connection can be reused."""
+    start = time.monotonic()
+    body = ""
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        raw = response.read()  # raises IncompleteRead on a truncated body
+        body = raw.decode("utf-8", errors="replace")
+        reusable = not response.will_close
+        if response.status != 200:
+            error = f"HTTP {response.status}"
+        elif expected and body not in expected:
+            error = "unexpected body"
+        else:
+            error = ""
+    except TimeoutError:
+        error, reusable = "timeout", False
+    except (OSError, http.client.HTTPException) as exc:
+        error, reusable = type(exc).__name__, False
+    end = time.monotonic()
+    if not error and end - start > limit:
+        error = "too slow"
+    return Outcome(start, end, not error, body, error), reusable
+
+
+def run_load(
+    host: str,
+    port: int,
+    *,
+    concurrency: int,
+    seconds: float,
+    max_requests: int = 1_000_000,
+    expected: Collection[str] = (),
+    path: str = "/",
+    limit: float = FAIL_AFTER,
+) -> LoadResult:
+    """`concurrency` threads send GETs back to back for `seconds` (and at most `max_requests` in all)."""
+    if concurrency < 1 or seconds <= 0:
+        raise ValueError("concurrency must be >= 1 and seconds > 0")
+    tickets = itertools.count()
+    barrier = threading.Barrier(concurrency + 1)
+    per_thread: list[list[Outcome]] = [[] for _ in range(concurrency)]
+    deadline_box: list[float] = []
+
+    def worker(outcomes: list[Outcome]) -> None:
+        barrier.wait()
+        deadline = deadline_box[0]
+        conn: http.client.HTTPConnection | None = None
+        try:
+            while time.monotonic() < deadline and next(tickets) < max_requests:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, port, timeout=limit)
+                outcome, reusable = one_request(conn, path, expected, limit)
+                outcomes.append(outcome)
+                if not reusable:
+                    conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+
+    threads = [
+        threading.Thread(target=worker, args=(outcomes,), name=f"load-{index}", daemon=True)
+        for index, outcomes in enumerate(per_thread)
+    ]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    deadline_box.append(started + seconds)
+    barrier.wait()
+    for thread in threads:
+        thread.join(timeout=seconds + 3 * limit + 5)  # a request never lasts much past `limit`
+    finished = time.monotonic()
+    outcomes = sorted((o for chunk in per_thread for o in chunk), key=lambda o: o.start)
+    return LoadResult(outcomes, started, finished)
+
+
+def sequential(host: str, port: int, count: int, expected: Collection[str] = ()) -> list[Outcome]:
+    """`count` requests one after the other on one kept-alive connection (reconnecting after a failure)."""
+    outcomes: list[Outcome] = []
+    conn: http.client.HTTPConnection | None = None
+    try:
+        for _ in range(count):
+            if conn is None:
+                conn = http.client.HTTPConnection(host, port, timeout=FAIL_AFTER)
+            outcome, reusable = one_request(conn, "/", expected, FAIL_AFTER)
+            outcomes.append(outcome)
+            if not reusable:
+                conn.close()
+                conn = None
+    finally:
+        if conn is not None:
+            conn.close()
+    return outcomes

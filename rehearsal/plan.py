@@ -1,0 +1,126 @@
+"""Map the stack's plan onto loopback: the same servers, messages and HAProxy template, local addresses.
+
+Why: the rehearsal must exercise exactly what `pulumi up` ships (template, balance, health path, stats
+user) while never touching the plan's 10.x addresses: the LB becomes 127.0.0.30, web server i becomes
+127.0.0.(31+i), each on a free port picked now.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.haproxy_config import Backend, HaproxySettings, health_host, render_haproxy_cfg
+from components.model import LabConfig
+from rehearsal.lab import LbSpec, ServerSpec, free_port
+
+LB_HOST = "127.0.0.30"
+FIRST_SERVER_OCTET = 31
+MAX_SERVERS = 64
+LOOPBACK = "127.0.0.0/8"
+WEBAPP_DIR = Path(__file__).resolve().parent.parent / "files" / "webapp"
+
+
+@dataclass(frozen=True)
+class PlannedServer:
+    """A web server of the rehearsal: the plan's name and message (or derived ones), its loopback host."""
+
+    name: str
+    message: str
+    host: str
+
+
+def _derive(text: str, number: int) -> str:
+    """'WEB2-SAM' -> 'WEB3-SAM', 'Serveur 2' -> 'Serveur 3'; text without digits gets ' <number>' appended."""
+    if re.search(r"\d+", text):
+        return re.sub(r"\d+", str(number), text, count=1)
+    return f"{text} {number}"
+
+
+def planned_servers(lab: LabConfig, count: int | None = None) -> list[PlannedServer]:
+    """The plan's web servers mapped to loopback; with `count` above the plan, extra servers are derived."""
+    wanted = len(lab.web_servers) if count is None else count
+    if not 1 <= wanted <= MAX_SERVERS:
+        raise ValueError(f"the rehearsal runs 1 to {MAX_SERVERS} web servers, not {wanted}")
+    template = lab.web_servers[-1]
+    taken = {server.name.lower() for server in lab.web_servers}
+    result: list[PlannedServer] = []
+    for index in range(wanted):
+        host = f"127.0.0.{FIRST_SERVER_OCTET + index}"
+        if index < len(lab.web_servers):
+            server = lab.web_servers[index]
+            result.append(PlannedServer(server.name, server.message, host))
+            continue
+        name = _derive(template.name, index + 1).replace(" ", "-")
+        while name.lower() in taken:
+            name = f"{name}-x"
+        taken.add(name.lower())
+        result.append(PlannedServer(name, _derive(template.message, index + 1), host))
+    return result
+
+
+def gunicorn_server(server: PlannedServer, port: int, workers: int) -> ServerSpec:
+    """Run the real web app under the real gunicorn config, bound to the server's loopback address."""
+    return ServerSpec(
+        name=server.name,
+        message=server.message,
+        host=server.host,
+        port=port,
+        argv=(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"),
+        env={
+            "BIND": f"{server.host}:{port}",
+            "MESSAGE": server.message,
+            "WEB_CONCURRENCY": str(workers),
+            "FORWARDED_ALLOW_IPS": LB_HOST,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
+        cwd=WEBAPP_DIR,
+    )
+
+
+@dataclass(frozen=True)
+class RehearsalSetup:
+    """Everything needed to start the rehearsal lab."""
+
+    lb: LbSpec
+    servers: list[ServerSpec]
+
+
+def rehearsal_setup(
+    lab: LabConfig, count: int | None = None, *, haproxy_bin: str | None = None, workers: int = 2
+) -> RehearsalSetup:
+    """Render haproxy.cfg for loopback from the lab's template with a fresh random stats password."""
+    binary = haproxy_bin or shutil.which("haproxy")
+    if binary is None:
+        raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
+    servers = [gunicorn_server(s, free_port(s.host), workers) for s in planned_servers(lab, count)]
+    port, stats_port = free_port(LB_HOST), free_port(LB_HOST)
+    password = secrets.token_urlsafe(18)
+    settings = HaproxySettings(
+        frontend_bind=f"{LB_HOST}:{port}",
+        stats_bind=f"{LB_HOST}:{stats_port}",
+        servers=[Backend(s.name, f"{s.host}:{s.port}") for s in servers],
+        balance=lab.haproxy.balance,
+        health_path=lab.haproxy.health_path,
+        health_host=health_host(lab),
+        stats_user=lab.haproxy.stats_user,
+        stats_password=password,
+        client_cidr=LOOPBACK,
+        admin_cidr=LOOPBACK,
+        packaged=False,
+        log_target="stderr",
+    )
+    lb = LbSpec(
+        cfg_text=render_haproxy_cfg(settings),
+        haproxy_bin=binary,
+        host=LB_HOST,
+        port=port,
+        stats_port=stats_port,
+        stats_user=lab.haproxy.stats_user,
+        stats_password=password,
+    )
+    return RehearsalSetup(lb, servers)
