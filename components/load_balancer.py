@@ -76,16 +76,16 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cloud_init]),
         )
 
-        # The rendered file carries the stats password: it stays a secret Output, travels on stdin
-        # (never on a command line), and even its hash is kept secret.
+        # The rendered file carries the stats password: derived from a secret, it stays a secret Output,
+        # travels on stdin (never on a command line), and even its hash is kept secret.
         haproxy_cfg = args.secrets.stats_password.apply(lambda password: render_lab_haproxy_cfg(lab, password))
         apply_script = read_file("scripts/apply-haproxy-cfg.sh")
         self.config_applied = command.remote.Command(
             f"{name}-haproxy-cfg",
             connection=ssh,
             create=sudo_script(apply_script, "apply-haproxy-cfg.sh"),
-            stdin=pulumi.Output.secret(haproxy_cfg),
-            triggers=[sha256_hex(apply_script), pulumi.Output.secret(haproxy_cfg.apply(sha256_hex))],
+            stdin=haproxy_cfg,
+            triggers=[sha256_hex(apply_script), haproxy_cfg.apply(sha256_hex)],
             logging=command.remote.Logging.STDERR,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[install]),
         )

@@ -103,7 +103,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self._run = run
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (the gRPC method's name)
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self._run.resources.append(
                 Registered(
@@ -148,7 +148,7 @@ def _recorded_exports(run: Run) -> Iterator[None]:
     def export(name: str, value: Any) -> None:
         run.exports[name] = value
 
-    pulumi.export = export  # type: ignore[assignment]
+    pulumi.export = export
     try:
         yield
     finally:
@@ -184,7 +184,7 @@ def run_program(
     def main() -> None:
         runpy.run_path(str(REPO_ROOT / "__main__.py"), run_name="__main__")
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def evaluate() -> None:
         with _recorded_exports(run):
             (program or main)()
@@ -192,7 +192,7 @@ def run_program(
     evaluate()
     resolved: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def resolve_exports() -> Any:
         async def go() -> None:
             for key, value in run.exports.items():
