@@ -23,8 +23,8 @@ _HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _DOMAIN = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
-# A health-check path: absolute, RFC 3986 path and query characters only (no spaces, quotes, `#`).
-_HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~!&'()*+,;=:@%/?-]{0,199}$")
+# A health-check path: absolute, unreserved URL characters only: nothing HAProxy, YAML or a shell reads specially.
+_HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~%/-]{0,150}(\?[A-Za-z0-9._~%=&-]{0,48})?$")
 _LINUX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 _BRIDGE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
@@ -435,7 +435,7 @@ def _parse_haproxy(r: _Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None)
         "haproxy",
         "healthPath",
         _text(_HEALTH_PATH, 200),
-        "an absolute URL path without spaces, quotes or '#', e.g. /healthz",
+        "an absolute URL path of letters, digits and . _ ~ % / - (and an optional ?query), e.g. /healthz",
         "/healthz",
     )
     frontend = r.value(raw, "haproxy", "frontendPort", _integer(1, 65535), "a TCP port from 1 to 65535", 80)
