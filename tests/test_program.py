@@ -373,3 +373,28 @@ def test_missing_or_plain_secrets_are_refused_with_the_command_to_fix_them(
         run_program(config, secret_keys, run=run)
     assert message in str(caught.value)
     assert run.resources == [], "a bad config must not register any resource"
+
+
+def test_hostile_messages_travel_as_data_never_as_commands() -> None:
+    import base64
+    import io
+    import tarfile
+
+    import yaml
+
+    hostile = "Serveur 1'; rm -rf / #\" $(id) `id` ${HOME} && backend evil"
+    plan = dev_plan()
+    plan["webServers"][0]["message"] = hostile
+    run = evaluate(plan)
+    deploy = commands_of(run, "haproxy-lab-web1-sam")["deploy-webapp"]
+    assert hostile not in deploy.inputs["create"], "user text must never reach a command line"
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy.inputs["stdin"])), mode="r:gz") as tar:
+        compose_file = tar.extractfile("compose.yaml")
+        assert compose_file is not None
+        compose = yaml.safe_load(compose_file.read())
+    # Compose's own `$` escaping ($$) is checked against Docker Compose itself in test_container.py.
+    assert compose["services"]["web"]["environment"]["MESSAGE"].replace("$$", "$") == hostile
+    cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["haproxy-cfg"].inputs["stdin"])
+    assert hostile not in cfg
+    for cmd in run.of_type(COMMAND):
+        assert "backend evil" not in cmd.inputs["create"], f"{cmd.name}: the message leaked into a command line"
