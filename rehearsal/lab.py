@@ -94,6 +94,7 @@ class Lab:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._frozen: set[str] = set()
         self._stats_conn: http.client.HTTPConnection | None = None
+        self.groups: list[int] = []  # every process group ever started, for tests to prove they are gone
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -141,6 +142,7 @@ class Lab:
         finally:
             log.close()
         self._procs[key] = proc
+        self.groups.append(proc.pid)
 
     def start_haproxy(self) -> None:
         """HAProxy in the foreground (-db), logging to its stderr, i.e. workdir/haproxy.log."""
