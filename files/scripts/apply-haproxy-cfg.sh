@@ -6,7 +6,7 @@
 # Usage: apply-haproxy-cfg.sh < haproxy.cfg   (no arguments; the NEW config on stdin; run as root)
 # Steps: stdin -> temp file next to the live file (same filesystem: mv is atomic),
 # mode 0640 root:haproxy; refuse it unless its last line is exactly the trailer
-# below (guards against a truncated upload); validate with `haproxy -c`; if it is
+# below plus its newline (guards against a truncated upload); validate with `haproxy -c`; if it is
 # byte-identical to the live file do nothing; otherwise keep the live file as
 # <cfg>.previous, mv the new one into place and reload (graceful, never restart).
 # If the reload fails, the previous file is put back and reloaded, and the script
@@ -51,8 +51,10 @@ tmp=$(mktemp "$dir/.$base.new.XXXXXX")
 cat >"$tmp"
 protect "$tmp"
 
-if [ "$(tail -n 1 "$tmp")" != "$TRAILER" ]; then
-    echo "refused: the configuration does not end with '$TRAILER' (truncated upload?); $CFG untouched" >&2
+# The last line must be exactly the trailer, newline included (HAProxy itself
+# rejects a last line without LF as possibly truncated).
+if [ "$(tail -n 1 "$tmp")" != "$TRAILER" ] || [ -n "$(tail -c 1 "$tmp")" ]; then
+    echo "refused: the configuration does not end with the line '$TRAILER' (truncated upload?); $CFG untouched" >&2
     exit 1
 fi
 
