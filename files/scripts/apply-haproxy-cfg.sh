@@ -15,13 +15,14 @@
 # Environment (for tests; defaults are right for the VMs):
 #   HAPROXY_CFG     live file (default /etc/haproxy/haproxy.cfg)
 #   HAPROXY_BIN     haproxy binary used for `-c` (default haproxy)
-#   HAPROXY_RELOAD  reload command line, run with sh -c (default: systemctl reload haproxy)
+#   HAPROXY_RELOAD  reload command line, run with sh -c (default: systemctl reload-or-restart haproxy:
+#                   a graceful reload when HAProxy runs, a start when it had stopped)
 #   HAPROXY_GROUP   group owning the file when it exists (default haproxy)
 set -eu
 
 CFG=${HAPROXY_CFG:-/etc/haproxy/haproxy.cfg}
 BIN=${HAPROXY_BIN:-haproxy}
-RELOAD=${HAPROXY_RELOAD:-systemctl reload haproxy}
+RELOAD=${HAPROXY_RELOAD:-systemctl reload-or-restart haproxy}
 GROUP=${HAPROXY_GROUP:-haproxy}
 TRAILER='# haproxy-lab: end of configuration'
 
