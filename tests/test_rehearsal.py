@@ -1,0 +1,198 @@
+"""The rehearsal end to end: real HAProxy and gunicorn on loopback, the six checks, and cleanup.
+
+Why end to end: the drills are the proof that the template's timeouts, retries and health checks hide
+a crashed or frozen server from clients; only real processes under real load can show it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.model import LabConfig
+from components.stack_file import load_stack_file
+from rehearsal import checks
+from rehearsal.__main__ import format_table
+from rehearsal.checks import CheckResult
+from rehearsal.lab import Lab, parse_stats_csv
+from rehearsal.plan import planned_servers, rehearsal_setup
+
+REPO = Path(__file__).resolve().parent.parent
+DRILL_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+def dev() -> LabConfig:
+    return load_stack_file("dev")
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def running_lab(plan: LabConfig, count: int, workdir: Path) -> Iterator[Lab]:
+    """A started rehearsal lab; afterwards every process group it ever started must be gone."""
+    setup = rehearsal_setup(plan, count)
+    lab = Lab(setup.lb, setup.servers, workdir)
+    try:
+        with lab:
+            lab.start()
+            yield lab
+    finally:
+        assert not [pgid for pgid in lab.groups if group_alive(pgid)], "processes left behind"
+
+
+# --- pure parts --------------------------------------------------------------------------------------------------
+
+
+def test_plan_maps_to_loopback_and_derives_extra_servers(dev: LabConfig) -> None:
+    servers = planned_servers(dev, 4)
+    assert [s.name for s in servers] == ["WEB1-SAM", "WEB2-SAM", "WEB3-SAM", "WEB4-SAM"]
+    assert [s.message for s in servers] == ["Serveur 1", "Serveur 2", "Serveur 3", "Serveur 4"]
+    assert [s.host for s in servers] == ["127.0.0.31", "127.0.0.32", "127.0.0.33", "127.0.0.34"]
+    assert [s.name for s in planned_servers(dev)] == ["WEB1-SAM", "WEB2-SAM"]
+    with pytest.raises(ValueError, match="web servers"):
+        planned_servers(dev, 0)
+
+
+def test_rendered_rehearsal_config_never_points_at_the_plan_addresses(dev: LabConfig) -> None:
+    cfg = rehearsal_setup(dev, 3).lb.cfg_text
+    addresses = set(re.findall(r"\b\d+\.\d+\.\d+\.\d+\b", cfg))
+    assert addresses
+    assert all(address.startswith("127.") for address in addresses), addresses
+    global_section = cfg.split("\nglobal\n", 1)[1].split("\ndefaults\n", 1)[0]
+    directives = [line.split()[0] for line in global_section.splitlines() if line.strip() and "#" not in line]
+    assert directives
+    assert not set(directives) & {"chroot", "user", "group", "daemon"}
+
+
+def test_parse_stats_csv_reads_server_rows_of_one_backend() -> None:
+    csv_text = (
+        "# pxname,svname,qcur,status,\n"
+        "web_frontend,FRONTEND,,OPEN,\n"
+        "web_servers,WEB1-SAM,0,UP,\n"
+        "web_servers,WEB2-SAM,0,DOWN,\n"
+        "web_servers,BACKEND,0,UP,\n"
+        "stats,FRONTEND,,OPEN,\n"
+    )
+    assert parse_stats_csv(csv_text, "web_servers") == {"WEB1-SAM": "UP", "WEB2-SAM": "DOWN"}
+    with pytest.raises(ValueError, match="CSV"):
+        parse_stats_csv("<html>", "web_servers")
+
+
+def test_table_has_one_row_per_check() -> None:
+    table = format_table([CheckResult("round-robin", True, "S1, S2"), CheckResult("stats", False, "x " * 80)])
+    lines = table.splitlines()
+    assert lines[2].split()[:3] == ["1", "round-robin", "PASS"]
+    assert lines[3].split()[:3] == ["2", "stats", "FAIL"]
+
+
+# --- end to end --------------------------------------------------------------------------------------------------
+
+
+def run_six_checks(lab: Lab) -> None:
+    names = [server.name for server in lab.servers]
+    n = len(names)
+
+    rr = checks.round_robin(lab)
+    assert rr.passed, rr.figures
+    answers = rr.figures.split(", ")
+    assert len(answers) == max(6, 2 * n)
+    assert all(set(answers[i : i + n]) == set(lab.messages) for i in range(len(answers) - n + 1))
+
+    stats = checks.stats_page(lab)
+    assert stats.passed, stats.figures
+    assert lab.server_states() == dict.fromkeys(names, "UP")
+    assert "no credentials -> 401" in stats.figures
+
+    failover = checks.failover(lab, 0)
+    assert failover.passed, failover.figures
+    assert lab.servers[0].message not in failover.figures.split(":", 1)[1].split(";")[0]
+
+    recovery = checks.recovery(lab, 0)
+    assert recovery.passed, recovery.figures
+    assert lab.server_states()[names[0]] == "UP"
+
+    crash = checks.fault_drill(lab, 1 % n, "crash", seconds=DRILL_SECONDS)
+    assert crash.failed_after_fault == 0, crash
+    assert crash.down_after is not None, crash
+    assert crash.up_after is not None, crash
+    assert crash.total > 100
+
+    hang = checks.fault_drill(lab, 0, "hang", seconds=DRILL_SECONDS)
+    assert hang.failed_after_fault == 0, hang
+    assert hang.down_after is not None, hang
+    assert hang.up_after is not None, hang
+    assert hang.slowest < 5.0
+    assert lab.server_states() == dict.fromkeys(names, "UP")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("count", [2, 3])
+def test_rehearsal_end_to_end(dev: LabConfig, count: int, tmp_path: Path) -> None:
+    with running_lab(dev, count, tmp_path) as lab:
+        assert len(lab.servers) == count
+        run_six_checks(lab)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_lab_close_reaps_frozen_and_running_servers(dev: LabConfig, tmp_path: Path) -> None:
+    with running_lab(dev, 2, tmp_path) as lab:
+        lab.signal_server(0, signal.SIGSTOP)
+        # leaving the block must SIGCONT + stop the frozen group too; running_lab asserts nothing is left
+
+
+def listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_cli_ctrl_c_stops_every_process() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rehearsal", "--drill-seconds", "20"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    endpoints: set[tuple[str, int]] = set()
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 40
+        for line in proc.stdout:
+            found = re.search(r"(?:on|listening on) (127\.0\.0\.\d+):(\d+)", line)
+            if found:
+                endpoints.add((found.group(1), int(found.group(2))))
+            if "check: crash drill" in line or time.monotonic() > deadline:
+                break
+        assert len(endpoints) == 3  # two web servers and haproxy
+        assert all(listening(host, port) for host, port in endpoints)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert not any(listening(host, port) for host, port in endpoints)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
