@@ -17,7 +17,8 @@ from components.config import LabSecrets
 from components.haproxy_config import render_lab_haproxy_cfg
 from components.model import LabConfig
 from components.remote import WAIT_FOR_SSH, connection, sudo_script
-from components.templates import read_file, sha256_hex
+from components.scripts import script_text
+from components.templates import sha256_hex
 from components.vm import LabVm, LabVmArgs
 
 
@@ -59,7 +60,7 @@ class LoadBalancer(pulumi.ComponentResource):
         )
         ssh = connection(host, lab.ssh, args.secrets.ssh_private_key)
 
-        wait_script = read_file("scripts/wait-for-cloud-init.sh")
+        wait_script = script_text("wait-for-cloud-init.sh")
         cloud_init = command.remote.Command(
             f"{name}-cloud-init",
             connection=ssh,
@@ -67,7 +68,7 @@ class LoadBalancer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[vm], custom_timeouts=WAIT_FOR_SSH),
         )
 
-        install_script = read_file("scripts/install-haproxy.sh")
+        install_script = script_text("install-haproxy.sh")
         install = command.remote.Command(
             f"{name}-install-haproxy",
             connection=ssh,
@@ -79,7 +80,7 @@ class LoadBalancer(pulumi.ComponentResource):
         # The rendered file carries the stats password: derived from a secret, it stays a secret Output,
         # travels on stdin (never on a command line), and even its hash is kept secret.
         haproxy_cfg = args.secrets.stats_password.apply(lambda password: render_lab_haproxy_cfg(lab, password))
-        apply_script = read_file("scripts/apply-haproxy-cfg.sh")
+        apply_script = script_text("apply-haproxy-cfg.sh")
         self.config_applied = command.remote.Command(
             f"{name}-haproxy-cfg",
             connection=ssh,

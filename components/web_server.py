@@ -18,7 +18,8 @@ from components.bundle import tar_gz_base64
 from components.config import LabSecrets
 from components.model import LabConfig, WebServer
 from components.remote import WAIT_FOR_SSH, connection, sudo_script, sudo_script_with_bundle
-from components.templates import read_file, sha256_hex
+from components.scripts import script_text
+from components.templates import sha256_hex
 from components.vm import LabVm, LabVmArgs
 from components.webapp_bundle import webapp_bundle
 
@@ -54,7 +55,7 @@ class WebServerVm(pulumi.ComponentResource):
         )
         ssh = connection(server, lab.ssh, args.secrets.ssh_private_key)
 
-        wait_script = read_file("scripts/wait-for-cloud-init.sh")
+        wait_script = script_text("wait-for-cloud-init.sh")
         cloud_init = command.remote.Command(
             f"{name}-cloud-init",
             connection=ssh,
@@ -62,7 +63,7 @@ class WebServerVm(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[vm], custom_timeouts=WAIT_FOR_SSH),
         )
 
-        install_script = read_file("scripts/install-docker.sh")
+        install_script = script_text("install-docker.sh")
         install = command.remote.Command(
             f"{name}-install-docker",
             connection=ssh,
@@ -71,7 +72,7 @@ class WebServerVm(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cloud_init]),
         )
 
-        deploy_script = read_file("scripts/deploy-webapp.sh")
+        deploy_script = script_text("deploy-webapp.sh")
         bundle = tar_gz_base64(webapp_bundle(server))
         self.deployed = command.remote.Command(
             f"{name}-deploy-webapp",

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from components.scripts import script_text
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "files" / "scripts" / "apply-haproxy-cfg.sh"
 TRAILER = "# haproxy-lab: end of configuration"
@@ -86,7 +88,7 @@ class Lab:
 
     def apply(self, text: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            ["dash", "-c", SCRIPT.read_text(), "apply-haproxy-cfg.sh"],
+            ["dash", "-c", script_text(SCRIPT.name), "apply-haproxy-cfg.sh"],
             input=text,
             capture_output=True,
             text=True,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from components.scripts import script_text
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "files" / "scripts"
 DOCKER_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
@@ -34,6 +36,7 @@ def shell_scripts() -> list[Path]:
 
 
 def vm_scripts() -> list[Path]:
+    """The scripts that run on the VMs (files/scripts/lib/ holds snippets they include)."""
     return sorted(SCRIPTS.glob("*.sh"))
 
 
@@ -48,8 +51,8 @@ def shellcheck() -> str:
 def run_script(
     name: str, *args: str, env: dict[str, str], stdin: str = "", timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    """Run files/scripts/<name> the way the VMs do: `sh -c '<text>' <name> <args>` (dash)."""
-    text = (SCRIPTS / name).read_text()
+    """Run files/scripts/<name> the way the VMs do: `sh -c '<text>' <name> <args>` (dash), includes inlined."""
+    text = script_text(name)
     return subprocess.run(
         ["dash", "-c", text, name, *args],
         input=stdin,
@@ -72,9 +75,23 @@ def test_scripts_are_found() -> None:
 @pytest.mark.parametrize("script", shell_scripts(), ids=lambda p: str(p.relative_to(REPO)))
 def test_shellcheck_clean(script: Path) -> None:
     first = script.read_text().splitlines()[0]
-    dialect = ["-s", "sh"] if first == "#!/bin/sh" else []
+    dialect = ["-s", "sh"] if first in ("#!/bin/sh", "# shellcheck shell=sh") else []
     result = subprocess.run(
         [shellcheck(), *dialect, str(script)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", vm_scripts(), ids=lambda p: p.name)
+def test_shellcheck_clean_as_shipped(script: Path) -> None:
+    """What really runs on a VM is the script with its includes inlined: check that text too."""
+    result = subprocess.run(
+        [shellcheck(), "-s", "sh", "-"],
+        input=script_text(script.name),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -87,13 +104,13 @@ def test_vm_script_is_posix_sh_with_set_eu(script: Path) -> None:
     assert lines[1].startswith("# "), "a header comment says what the script does and why"
 
 
-def test_apt_helpers_identical_in_both_install_scripts() -> None:
-    def helpers(name: str) -> str:
-        text = (SCRIPTS / name).read_text()
-        start = text.index("# --- apt helpers")
-        return text[start : text.index("# --- end of apt helpers ---")]
-
-    assert helpers("install-docker.sh") == helpers("install-haproxy.sh")
+def test_install_scripts_share_one_copy_of_the_apt_helpers() -> None:
+    library = (SCRIPTS / "lib" / "apt.sh").read_text()
+    for name in ("install-docker.sh", "install-haproxy.sh"):
+        assert "apt_get()" not in (SCRIPTS / name).read_text(), f"{name} must include lib/apt.sh, not copy it"
+        shipped = script_text(name)
+        assert library in shipped
+        assert "\n# haproxy-lab: include lib/" not in shipped, "every include line is replaced"
 
 
 # --- fake system commands ---------------------------------------------------------------------

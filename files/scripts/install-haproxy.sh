@@ -16,65 +16,7 @@ set -eu
 
 ROOT=${ROOT:-}
 
-# --- apt helpers: keep identical in install-docker.sh and install-haproxy.sh ---
-APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-600}
-APT_RETRIES=${APT_RETRIES:-5}
-APT_RETRY_DELAY=${APT_RETRY_DELAY:-15}
-
-# Wait while another process holds an apt/dpkg lock. apt-get's DPkg::Lock::Timeout
-# covers the dpkg frontend lock only; `apt-get update` takes /var/lib/apt/lists/lock
-# and fails at once if it is held, so we look for holders ourselves. apt uses
-# fcntl() locks, which flock(1) does not see: fuser (psmisc, in Ubuntu images)
-# finds any process that has a lock file open. Without fuser, the retry loop in
-# apt_get still covers a held lock.
-wait_for_apt_locks() {
-    command -v fuser >/dev/null 2>&1 || return 0
-    waited=0
-    while fuser "$ROOT/var/lib/dpkg/lock-frontend" "$ROOT/var/lib/dpkg/lock" \
-        "$ROOT/var/lib/apt/lists/lock" "$ROOT/var/cache/apt/archives/lock" >/dev/null 2>&1; do
-        if [ "$waited" -ge "$APT_LOCK_TIMEOUT" ]; then
-            echo "apt/dpkg lock still held after ${APT_LOCK_TIMEOUT}s" >&2
-            return 1
-        fi
-        if [ "$waited" -eq 0 ]; then
-            echo "waiting for another apt/dpkg run to finish..." >&2
-        fi
-        sleep 1
-        waited=$((waited + 1))
-    done
-}
-
-# apt-get with lock waiting, download retries, and a bounded retry loop for
-# transient failures (mirror hiccups, a lock taken between our check and apt).
-apt_get() {
-    attempt=1
-    while :; do
-        wait_for_apt_locks
-        rc=0
-        DEBIAN_FRONTEND=noninteractive apt-get -q \
-            -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" \
-            -o Acquire::Retries=5 \
-            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-            "$@" || rc=$?
-        [ "$rc" -eq 0 ] && return 0
-        if [ "$attempt" -ge "$APT_RETRIES" ]; then
-            echo "apt-get $1 failed $attempt times (exit $rc), giving up" >&2
-            return "$rc"
-        fi
-        echo "apt-get $1 failed (exit $rc), retry $attempt/$((APT_RETRIES - 1)) in ${APT_RETRY_DELAY}s" >&2
-        sleep "$APT_RETRY_DELAY"
-        attempt=$((attempt + 1))
-    done
-}
-
-# True when every named package is installed.
-packages_installed() {
-    for pkg in "$@"; do
-        # shellcheck disable=SC2016 # ${Status} is dpkg-query's format, not ours
-        dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null | grep -qx 'install ok installed' || return 1
-    done
-}
-# --- end of apt helpers ---
+# haproxy-lab: include lib/apt.sh
 
 if packages_installed haproxy; then
     echo "haproxy already installed"
