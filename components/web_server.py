@@ -17,10 +17,8 @@ import pulumi_command as command
 from components.bundle import tar_gz_base64
 from components.config import LabSecrets
 from components.model import LabConfig, WebServer
-from components.remote import WAIT_FOR_SSH, connection, sudo_script, sudo_script_with_bundle
-from components.scripts import script_text
+from components.provisioning import boot_vm, run_script
 from components.templates import sha256_hex
-from components.vm import LabVm, LabVmArgs
 from components.webapp_bundle import webapp_bundle
 
 
@@ -48,45 +46,29 @@ class WebServerVm(pulumi.ComponentResource):
     def __init__(self, name: str, args: WebServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:WebServer", name, None, opts)
         lab, server = args.lab, args.server
-        vm = LabVm(
-            f"{name}-machine",
-            LabVmArgs(lab=lab, host=server, role="web-server", image_id=args.image_id),
-            pulumi.ResourceOptions(parent=self),
+        booted = boot_vm(
+            self,
+            name,
+            lab=lab,
+            host=server,
+            role="web-server",
+            image_id=args.image_id,
+            private_key=args.secrets.ssh_private_key,
         )
-        ssh = connection(server, lab.ssh, args.secrets.ssh_private_key)
-
-        wait_script = script_text("wait-for-cloud-init.sh")
-        cloud_init = command.remote.Command(
-            f"{name}-cloud-init",
-            connection=ssh,
-            create=sudo_script(wait_script, "wait-for-cloud-init.sh"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[vm], custom_timeouts=WAIT_FOR_SSH),
-        )
-
-        install_script = script_text("install-docker.sh")
-        install = command.remote.Command(
-            f"{name}-install-docker",
-            connection=ssh,
-            create=sudo_script(install_script, "install-docker.sh"),
-            triggers=[sha256_hex(install_script)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cloud_init]),
-        )
-
-        deploy_script = script_text("deploy-webapp.sh")
+        install = run_script(self, name, booted, "install-docker.sh", after=[booted.cloud_init])
         bundle = tar_gz_base64(webapp_bundle(server))
-        self.deployed = command.remote.Command(
-            f"{name}-deploy-webapp",
-            connection=ssh,
-            create=sudo_script_with_bundle(deploy_script, "deploy-webapp.sh"),
+        self.deployed = run_script(
+            self,
+            name,
+            booted,
+            "deploy-webapp.sh",
+            after=[install, *args.deploy_after],
             stdin=bundle,
-            triggers=[sha256_hex(deploy_script), sha256_hex(bundle)],
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[install, *args.deploy_after],
-                custom_timeouts=pulumi.CustomTimeouts(create="20m"),
-            ),
+            stdin_is_bundle=True,
+            shipped_hash=sha256_hex(bundle),
+            timeouts=pulumi.CustomTimeouts(create="20m"),
         )
 
-        self.vm_id = vm.vm_id
-        self.ip = vm.ip
+        self.vm_id = booted.vm.vm_id
+        self.ip = booted.vm.ip
         self.register_outputs({"vm_id": self.vm_id, "ip": self.ip})

@@ -148,7 +148,7 @@ def test_remote_commands_wait_for_what_they_must_follow(dev_run: Run) -> None:
         assert _depends_on(dev_run, steps["cloud-init"], f"{component}-machine-firewall-rules")
         install = "install-haproxy" if host == "haproxy-sam" else "install-docker"
         assert _depends_on(dev_run, steps[install], f"{component}-cloud-init")
-        last = "haproxy-cfg" if host == "haproxy-sam" else "deploy-webapp"
+        last = "apply-haproxy-cfg" if host == "haproxy-sam" else "deploy-webapp"
         assert _depends_on(dev_run, steps[last], f"{component}-{install}")
     # Rolling updates: the second server's deploy waits for the first one's.
     web2_deploy = commands_of(dev_run, "haproxy-lab-web2-sam")["deploy-webapp"]
@@ -163,7 +163,7 @@ def test_load_balancer_is_provisioned_in_parallel_with_the_web_servers(dev_run: 
 
 
 def test_load_balancer_config_lists_every_web_server_and_stays_secret(dev_run: Run) -> None:
-    apply = commands_of(dev_run, "haproxy-lab-haproxy-sam")["haproxy-cfg"]
+    apply = commands_of(dev_run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"]
     assert is_secret(apply.inputs["stdin"]), "the rendered haproxy.cfg carries the stats password"
     cfg = unwrap(apply.inputs["stdin"])
     for name, ip in (("WEB1-SAM", "10.0.0.31"), ("WEB2-SAM", "10.0.0.32")):
@@ -247,7 +247,7 @@ def test_any_number_of_web_servers(count: int) -> None:
     run = evaluate(plan_with_servers(count))
     assert len(run.of_type(VM)) == count + 1
     assert run.exports["webServers"] == {f"WEB{i}-SAM": f"10.0.0.{30 + i}" for i in range(1, count + 1)}
-    cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["haproxy-cfg"].inputs["stdin"])
+    cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     servers = [line.split()[1] for line in cfg.splitlines() if line.strip().startswith("server ")]
     assert servers == [f"WEB{i}-SAM" for i in range(1, count + 1)]
     deploys = [commands_of(run, f"haproxy-lab-web{i}-sam")["deploy-webapp"] for i in range(1, count + 1)]
@@ -394,7 +394,7 @@ def test_hostile_messages_travel_as_data_never_as_commands() -> None:
         compose = yaml.safe_load(compose_file.read())
     # Compose's own `$` escaping ($$) is checked against Docker Compose itself in test_container.py.
     assert compose["services"]["web"]["environment"]["MESSAGE"].replace("$$", "$") == hostile
-    cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["haproxy-cfg"].inputs["stdin"])
+    cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     assert hostile not in cfg
     for cmd in run.of_type(COMMAND):
         assert "backend evil" not in cmd.inputs["create"], f"{cmd.name}: the message leaked into a command line"
