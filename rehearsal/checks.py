@@ -180,9 +180,11 @@ def fault_drill(
             lab.kill_server(index)
         else:
             lab.signal_server(index, signal.SIGSTOP)
-        down_after = lab.wait_states(
+        waiting_since = time.monotonic()
+        waited_down = lab.wait_states(
             lambda states: _is_down(states.get(server.name)), max(down_timeout, seconds - fault_at)
         )
+        down_after = None if waited_down is None else waiting_since + waited_down - fault_time
         thread.join(timeout=seconds + 30)
     finally:
         if kind == "hang":
