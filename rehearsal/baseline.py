@@ -28,24 +28,31 @@ _REPORT_ADDRESSES = (
 )
 
 
-def report_cfg(frontend: str, stats: str, servers: tuple[str, str]) -> str:
-    """The report's haproxy.cfg with its four addresses replaced (raises if one is not found exactly once)."""
+def report_cfg(frontend: str, stats: str, servers: tuple[str, ...]) -> str:
+    """The report's haproxy.cfg with its four addresses replaced (raises if one is not found exactly once).
+
+    With a single server, WEB2-SAM's line is dropped: the report's config, one web server behind it.
+    """
     text = (BASELINE_DIR / "haproxy.cfg").read_text(encoding="utf-8")
-    targets = {"frontend": frontend, "stats": stats, "server0": servers[0], "server1": servers[1]}
+    if len(servers) not in (1, 2):
+        raise ValueError("the report's setup has one or two web servers")
+    targets = {"frontend": frontend, "stats": stats, "server0": servers[0], "server1": servers[-1]}
     for pattern, key in _REPORT_ADDRESSES:
         text, count = re.subn(pattern, rf"\g<1>{targets[key]}\g<2>", text)
         if count != 1:
             raise ValueError(f"report haproxy.cfg: expected one match of {pattern!r}, found {count}")
+    if len(servers) == 1:
+        text = re.sub(r"(?m)^\s*server WEB2-SAM .*\n", "", text)
     return text
 
 
-def baseline_setup(haproxy_bin: str | None = None) -> RehearsalSetup:
-    """The report's two Werkzeug servers behind its HAProxy config, on free loopback ports."""
+def baseline_setup(haproxy_bin: str | None = None, count: int = 2) -> RehearsalSetup:
+    """The report's two Werkzeug servers (or only the first) behind its HAProxy config, on free loopback ports."""
     binary = haproxy_bin or shutil.which("haproxy")
     if binary is None:
         raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
     servers = []
-    for name, host, message in zip(NAMES, SERVER_HOSTS, MESSAGES, strict=True):
+    for name, host, message in list(zip(NAMES, SERVER_HOSTS, MESSAGES, strict=True))[:count]:
         port = free_port(host)
         servers.append(
             ServerSpec(
@@ -61,7 +68,7 @@ def baseline_setup(haproxy_bin: str | None = None) -> RehearsalSetup:
     cfg = report_cfg(
         f"{LB_HOST}:{port}",
         f"{LB_HOST}:{stats_port}",
-        (f"{servers[0].host}:{servers[0].port}", f"{servers[1].host}:{servers[1].port}"),
+        tuple(f"{server.host}:{server.port}" for server in servers),
     )
     return RehearsalSetup(
         LbSpec(cfg_text=cfg, haproxy_bin=binary, host=LB_HOST, port=port, stats_port=stats_port), servers

@@ -82,7 +82,7 @@ def test_unknown_path_is_404(app_module: ModuleType) -> None:
 
 
 def load_conf(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
-    for name in ("BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
+    for name in ("BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_WORKER_CLASS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -96,7 +96,9 @@ def test_gunicorn_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf.accesslog == "-"
     assert conf.graceful_timeout < 10  # finishes within docker stop's grace period
     assert 0 < conf.timeout <= 60
-    assert conf.keepalive > 5  # outlives HAProxy's idle server connections
+    # sync workers behind HAProxy, and one thread: with more, gunicorn silently switches to gthread.
+    assert conf.worker_class == "sync"
+    assert conf.threads == 1
 
 
 def test_gunicorn_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,15 +174,16 @@ def test_real_gunicorn_serves_message_and_healthz(gunicorn: tuple[subprocess.Pop
     assert "Shutting down: Master" in text
 
 
-def test_real_gunicorn_keeps_connections_alive(gunicorn: tuple[subprocess.Popen[bytes], int, Path]) -> None:
-    _, port, _ = gunicorn
-    get(port, "/healthz")
+def test_real_gunicorn_runs_sync_workers(gunicorn: tuple[subprocess.Popen[bytes], int, Path]) -> None:
+    _, port, log = gunicorn
+    get(port, "/healthz")  # waits until it serves
     conn = http.client.HTTPConnection(HOST, port, timeout=5)
     try:
-        for _ in range(3):
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            assert response.read() == b"Serveur 3"
-            assert not response.will_close  # HAProxy can reuse its server-side connections
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert response.read() == b"Serveur 3"
+        # A sync worker answers one request per connection; HAProxy opens the next one (cheap on a LAN).
+        assert response.will_close
     finally:
         conn.close()
+    assert "Using worker: sync" in log.read_text(errors="replace")
