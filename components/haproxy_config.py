@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.model import _HEALTH_PATH, BALANCE_ALGORITHMS, LabConfig
+from components.model import BALANCE_ALGORITHMS, HEALTH_PATH, LabConfig
 from components.templates import render
 
 TEMPLATE = "haproxy.cfg.j2"
@@ -75,7 +75,7 @@ def _check(settings: HaproxySettings) -> None:
     problems: list[str] = []
     if settings.balance not in BALANCE_ALGORITHMS:
         problems.append(f"balance {settings.balance!r} is not one of {', '.join(BALANCE_ALGORITHMS)}")
-    if not _HEALTH_PATH.fullmatch(settings.health_path):
+    if not HEALTH_PATH.fullmatch(settings.health_path):
         problems.append(
             f"health path {settings.health_path!r} is not an absolute URL path without spaces, quotes or '#'"
         )

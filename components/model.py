@@ -24,7 +24,7 @@ _DOMAIN = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 # A health-check path: absolute, unreserved URL characters only: nothing HAProxy, YAML or a shell reads specially.
-_HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~%/-]{0,150}(\?[A-Za-z0-9._~%=&-]{0,48})?$")
+HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~%/-]{0,150}(\?[A-Za-z0-9._~%=&-]{0,48})?$")
 _LINUX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 _BRIDGE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")
@@ -434,7 +434,7 @@ def _parse_haproxy(r: _Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None)
         raw,
         "haproxy",
         "healthPath",
-        _text(_HEALTH_PATH, 200),
+        _text(HEALTH_PATH, 200),
         "an absolute URL path of letters, digits and . _ ~ % / - (and an optional ?query), e.g. /healthz",
         "/healthz",
     )
