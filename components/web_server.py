@@ -56,7 +56,7 @@ class WebServerVm(pulumi.ComponentResource):
             private_key=args.secrets.ssh_private_key,
         )
         install = run_script(self, name, booted, "install-docker.sh", after=[booted.cloud_init])
-        bundle = tar_gz_base64(webapp_bundle(server))
+        bundle = tar_gz_base64(webapp_bundle(server, lab.haproxy.health_path))
         self.deployed = run_script(
             self,
             name,

@@ -63,7 +63,7 @@ def planned_servers(lab: LabConfig, count: int | None = None) -> list[PlannedSer
     return result
 
 
-def gunicorn_server(server: PlannedServer, port: int, workers: int) -> ServerSpec:
+def gunicorn_server(server: PlannedServer, port: int, workers: int, health_path: str = "/healthz") -> ServerSpec:
     """Run the real web app under the real gunicorn config, bound to the server's loopback address."""
     return ServerSpec(
         name=server.name,
@@ -74,6 +74,7 @@ def gunicorn_server(server: PlannedServer, port: int, workers: int) -> ServerSpe
         env={
             "BIND": f"{server.host}:{port}",
             "MESSAGE": server.message,
+            "HEALTH_PATH": health_path,
             "WEB_CONCURRENCY": str(workers),
             "FORWARDED_ALLOW_IPS": LB_HOST,
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -97,7 +98,9 @@ def rehearsal_setup(
     binary = haproxy_bin or shutil.which("haproxy")
     if binary is None:
         raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
-    servers = [gunicorn_server(s, free_port(s.host), workers) for s in planned_servers(lab, count)]
+    servers = [
+        gunicorn_server(s, free_port(s.host), workers, lab.haproxy.health_path) for s in planned_servers(lab, count)
+    ]
     port, stats_port = free_port(LB_HOST), free_port(LB_HOST)
     password = secrets.token_urlsafe(18)
     settings = HaproxySettings(

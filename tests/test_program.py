@@ -398,3 +398,24 @@ def test_hostile_messages_travel_as_data_never_as_commands() -> None:
     assert hostile not in cfg
     for cmd in run.of_type(COMMAND):
         assert "backend evil" not in cmd.inputs["create"], f"{cmd.name}: the message leaked into a command line"
+
+
+def test_a_custom_health_path_reaches_haproxy_and_the_app() -> None:
+    import base64
+    import io
+    import tarfile
+
+    import yaml
+
+    plan = dev_plan()
+    plan["haproxy"]["healthPath"] = "/status/ready"
+    run = evaluate(plan)
+    cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
+    assert any("http-check send" in line and "/status/ready" in line for line in cfg.splitlines())
+    for host in ("web1-sam", "web2-sam"):
+        deploy = commands_of(run, f"haproxy-lab-{host}")["deploy-webapp"]
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy.inputs["stdin"])), mode="r:gz") as tar:
+            compose_file = tar.extractfile("compose.yaml")
+            assert compose_file is not None
+            compose = yaml.safe_load(compose_file.read())
+        assert compose["services"]["web"]["environment"]["HEALTH_PATH"] == "/status/ready"

@@ -187,3 +187,12 @@ def test_real_gunicorn_runs_sync_workers(gunicorn: tuple[subprocess.Popen[bytes]
     finally:
         conn.close()
     assert "Using worker: sync" in log.read_text(errors="replace")
+
+
+def test_the_configured_health_path_is_served_too(app_module: ModuleType) -> None:
+    client = app_module.create_app("Serveur 1", health_path="/status/ready?probe=haproxy").test_client()
+    for path in ("/healthz", "/status/ready", "/status/ready?probe=haproxy"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.data == b"ok"
+    assert client.get("/status/other").status_code == 404

@@ -11,10 +11,18 @@ import socket
 
 from flask import Flask, Response
 
+DEFAULT_HEALTH_PATH = "/healthz"
 
-def create_app(message: str | None = None) -> Flask:
-    """Build the app; the message defaults to $MESSAGE, else the host name (servers stay told apart)."""
+
+def create_app(message: str | None = None, health_path: str | None = None) -> Flask:
+    """Build the app; the message defaults to $MESSAGE, else the host name (servers stay told apart).
+
+    The health endpoint answers on /healthz (the container's own HEALTHCHECK) and also on $HEALTH_PATH,
+    the path HAProxy is configured to check (`haproxy.healthPath`), so the two can never disagree.
+    """
     text = message if message is not None else os.environ.get("MESSAGE") or socket.gethostname()
+    extra_health = health_path if health_path is not None else os.environ.get("HEALTH_PATH", DEFAULT_HEALTH_PATH)
+    extra_health = extra_health.split("?", 1)[0]  # HAProxy may send a query string; Flask routes on the path
     flask_app = Flask(__name__)
 
     @flask_app.get("/")
@@ -22,12 +30,15 @@ def create_app(message: str | None = None) -> Flask:
         """The server's message, as the report's `curl http://lb` showed it."""
         return Response(text, mimetype="text/plain")
 
-    @flask_app.get("/healthz")
     def healthz() -> Response:
         """HAProxy's health check: constant, cheap, no side effects, never cached."""
         response = Response("ok", mimetype="text/plain")
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    flask_app.add_url_rule(DEFAULT_HEALTH_PATH, "healthz", healthz, methods=["GET"])
+    if extra_health not in (DEFAULT_HEALTH_PATH, "/"):
+        flask_app.add_url_rule(extra_health, "configured_health", healthz, methods=["GET"])
 
     return flask_app
 
