@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
 import itertools
 import json
+import tarfile
 from typing import Any
 
 import pytest
+import yaml
 
 from components.stack_file import raw_project_config, stack_file
 from tests.pulumi_harness import (
@@ -63,6 +67,22 @@ def commands_of(run: Run, component: str) -> dict[str, Registered]:
     return {
         r.name.removeprefix(f"{component}-"): r for r in run.of_type(COMMAND) if run.by_urn(r.parent).name == component
     }
+
+
+def bundle_of(run: Run, host: str) -> dict[str, str]:
+    """The files a web server's deploy command ships, unpacked from its stdin."""
+    deploy = commands_of(run, f"haproxy-lab-{host}")["deploy-webapp"]
+    files: dict[str, str] = {}
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy.inputs["stdin"])), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            files[member.name] = extracted.read().decode()
+    return files
+
+
+def compose_of(run: Run, host: str) -> dict[str, Any]:
+    return dict(yaml.safe_load(bundle_of(run, host)["compose.yaml"]))
 
 
 def ancestors(run: Run, resource: Registered) -> set[str]:
@@ -174,19 +194,10 @@ def test_load_balancer_config_lists_every_web_server_and_stays_secret(dev_run: R
 
 
 def test_web_server_deploy_ships_its_own_message(dev_run: Run) -> None:
-    import base64
-    import io
-    import tarfile
-
     for host, message in (("web1-sam", "Serveur 1"), ("web2-sam", "Serveur 2")):
-        deploy = commands_of(dev_run, f"haproxy-lab-{host}")["deploy-webapp"]
-        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy.inputs["stdin"])), mode="r:gz") as tar:
-            names = set(tar.getnames())
-            compose_file = tar.extractfile("compose.yaml")
-            assert compose_file is not None
-            compose = compose_file.read().decode()
-        assert {"app.py", "Dockerfile", "compose.yaml", "gunicorn.conf.py", "requirements.txt"} <= names
-        assert message in compose
+        files = bundle_of(dev_run, host)
+        assert {"app.py", "Dockerfile", "compose.yaml", "gunicorn.conf.py", "requirements.txt"} <= set(files)
+        assert compose_of(dev_run, host)["services"]["web"]["environment"]["MESSAGE"] == message
 
 
 def test_stack_outputs(dev_run: Run) -> None:
@@ -376,22 +387,13 @@ def test_missing_or_plain_secrets_are_refused_with_the_command_to_fix_them(
 
 
 def test_hostile_messages_travel_as_data_never_as_commands() -> None:
-    import base64
-    import io
-    import tarfile
-
-    import yaml
-
     hostile = "Serveur 1'; rm -rf / #\" $(id) `id` ${HOME} && backend evil"
     plan = dev_plan()
     plan["webServers"][0]["message"] = hostile
     run = evaluate(plan)
     deploy = commands_of(run, "haproxy-lab-web1-sam")["deploy-webapp"]
     assert hostile not in deploy.inputs["create"], "user text must never reach a command line"
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy.inputs["stdin"])), mode="r:gz") as tar:
-        compose_file = tar.extractfile("compose.yaml")
-        assert compose_file is not None
-        compose = yaml.safe_load(compose_file.read())
+    compose = compose_of(run, "web1-sam")
     # Compose's own `$` escaping ($$) is checked against Docker Compose itself in test_container.py.
     assert compose["services"]["web"]["environment"]["MESSAGE"].replace("$$", "$") == hostile
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
@@ -401,21 +403,10 @@ def test_hostile_messages_travel_as_data_never_as_commands() -> None:
 
 
 def test_a_custom_health_path_reaches_haproxy_and_the_app() -> None:
-    import base64
-    import io
-    import tarfile
-
-    import yaml
-
     plan = dev_plan()
     plan["haproxy"]["healthPath"] = "/status/ready"
     run = evaluate(plan)
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     assert any("http-check send" in line and "/status/ready" in line for line in cfg.splitlines())
     for host in ("web1-sam", "web2-sam"):
-        deploy = commands_of(run, f"haproxy-lab-{host}")["deploy-webapp"]
-        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy.inputs["stdin"])), mode="r:gz") as tar:
-            compose_file = tar.extractfile("compose.yaml")
-            assert compose_file is not None
-            compose = yaml.safe_load(compose_file.read())
-        assert compose["services"]["web"]["environment"]["HEALTH_PATH"] == "/status/ready"
+        assert compose_of(run, host)["services"]["web"]["environment"]["HEALTH_PATH"] == "/status/ready"
