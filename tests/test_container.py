@@ -271,14 +271,16 @@ _NAMESPACE_DRIVER = r"""
 import json, os, signal, subprocess, sys, time, urllib.request
 spec = json.loads(sys.argv[1])
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+os.makedirs(spec["tmp"], exist_ok=True)
 subprocess.run(["mount", "-o", "remount,bind,ro", "/"], check=True)
 for path in spec["ro_mounts"]:
     subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True)
-subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777,size=16m,nosuid,nodev,noexec", "tmpfs", "/tmp"], check=True)
+tmpfs_options = "mode=1777,size=16m,nosuid,nodev,noexec"
+subprocess.run(["mount", "-t", "tmpfs", "-o", tmpfs_options, "tmpfs", spec["tmp"]], check=True)
 def health():
     return subprocess.run(spec["healthcheck"], env=spec["env"], capture_output=True).returncode
 result = {"health_before": health()}
-log = open("/tmp/gunicorn.log", "w+")
+log = open(os.path.join(spec["tmp"], "gunicorn.log"), "w+")
 server = subprocess.Popen(spec["cmd"], cwd=spec["cwd"], env=spec["env"], stdout=log, stderr=subprocess.STDOUT)
 for _ in range(200):
     result["health"] = health()
@@ -311,6 +313,10 @@ def test_image_contract_runs_read_only_with_tmpfs_tmp(tmp_path: Path) -> None:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is missing: apt-get install util-linux iproute2 mount")
     message = "Serveur 1 — $HOME ${X} 'q' \"d\" 🙂"
+    # The container's /tmp is a tmpfs. When this checkout or its venv lives under /tmp (a CI clone may),
+    # a tmpfs there would hide them: use a tmpfs elsewhere and point the image's tmp settings at it.
+    under_tmp = any(Path(p).resolve().is_relative_to("/tmp") for p in (WEBAPP, sys.executable, VENV_BIN))
+    tmp = "/run/haproxy-lab-container-tmp" if under_tmp else "/tmp"
     env = {
         **_dockerfile_env(),
         "PATH": f"{VENV_BIN}:/usr/bin:/bin",
@@ -318,6 +324,8 @@ def test_image_contract_runs_read_only_with_tmpfs_tmp(tmp_path: Path) -> None:
         "MESSAGE": message,
         "WEB_CONCURRENCY": "2",
     }
+    if under_tmp:
+        env.update({"XDG_RUNTIME_DIR": tmp, "TMPDIR": tmp})
     cmd = json.loads(_args("CMD")[0])
     healthcheck = [sys.executable if part == "python" else part for part in _healthcheck_command()]
     repo_mount = subprocess.run(
@@ -329,6 +337,7 @@ def test_image_contract_runs_read_only_with_tmpfs_tmp(tmp_path: Path) -> None:
         "cwd": str(WEBAPP),
         "healthcheck": healthcheck,
         "ro_mounts": sorted({repo_mount} - {"/"}),
+        "tmp": tmp,
     }
     result = subprocess.run(
         [
