@@ -95,6 +95,14 @@ def test_parse_stats_csv_reads_server_rows_of_one_backend() -> None:
         parse_stats_csv("<html>", "web_servers")
 
 
+def test_in_rotation_needs_every_server_in_every_window() -> None:
+    messages = frozenset({"S1", "S2", "S3"})
+    assert checks.in_rotation(["S1", "S2", "S3", "S1", "S2", "S3"], messages)
+    assert checks.in_rotation(["S2", "S3", "S1", "S2"], messages)
+    assert not checks.in_rotation(["S1", "S1", "S2", "S3"], messages)
+    assert not checks.in_rotation(["S1", "S2"], messages)
+
+
 def test_table_has_one_row_per_check() -> None:
     table = format_table([CheckResult("round-robin", True, "S1, S2"), CheckResult("stats", False, "x " * 80)])
     lines = table.splitlines()
@@ -126,6 +134,8 @@ def run_six_checks(lab: Lab) -> None:
 
     recovery = checks.recovery(lab, 0)
     assert recovery.passed, recovery.figures
+    assert "strict rotation again" in recovery.figures
+    assert lab.servers[0].message in recovery.figures.split(":", 1)[1]
     assert lab.server_states()[names[0]] == "UP"
 
     crash = checks.fault_drill(lab, 1 % n, "crash", seconds=DRILL_SECONDS)
