@@ -95,24 +95,14 @@ def round_robin(lab: Lab, balance: str = "roundrobin") -> CheckResult:
     return CheckResult("round-robin", all_ok and ordered, _abbreviate(answers) + note)
 
 
-def _status_without_credentials(lab: Lab) -> int:
-    conn = http.client.HTTPConnection(lab.lb.host, lab.lb.stats_port, timeout=5)
-    try:
-        conn.request("GET", f"{lab.lb.stats_uri};csv")
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
-def _metrics_status(lab: Lab) -> int:
+def _stats_listener_status(lab: Lab, path: str, *, with_credentials: bool) -> int:
+    """The HTTP status the stats listener answers for `path`, with or without the stats credentials."""
     conn = http.client.HTTPConnection(lab.lb.host, lab.lb.stats_port, timeout=5)
     try:
         headers = {}
-        if lab.lb.stats_user and lab.lb.stats_password:
+        if with_credentials and lab.lb.stats_user and lab.lb.stats_password:
             headers["Authorization"] = basic_auth_header(lab.lb.stats_user, lab.lb.stats_password)
-        conn.request("GET", "/metrics", headers=headers)
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         response.read()
         return response.status
@@ -124,8 +114,8 @@ def stats_page(lab: Lab) -> CheckResult:
     """Test 2: with credentials the stats CSV shows every server UP; without them the page answers 401."""
     states = lab.server_states()
     all_up = all(states.get(server.name) == "UP" for server in lab.servers)
-    anonymous = _status_without_credentials(lab)
-    metrics = _metrics_status(lab)
+    anonymous = _stats_listener_status(lab, f"{lab.lb.stats_uri};csv", with_credentials=False)
+    metrics = _stats_listener_status(lab, "/metrics", with_credentials=True)
     listed = ", ".join(f"{name} {status}" for name, status in states.items())
     figures = f"{listed}; no credentials -> {anonymous}; /metrics -> {metrics}"
     return CheckResult("stats", all_up and anonymous == 401, figures)

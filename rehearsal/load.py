@@ -11,7 +11,7 @@ import http.client
 import itertools
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 FAIL_AFTER = 5.0  # seconds: an answer slower than this counts as failed
@@ -98,6 +98,31 @@ def one_request(
     return Outcome(start, end, not error, body, error), reusable
 
 
+def requests_on_one_connection(
+    host: str,
+    port: int,
+    path: str,
+    expected: Collection[str],
+    limit: float,
+    more: Callable[[], bool],
+    outcomes: list[Outcome],
+) -> None:
+    """GET `path` while `more()` says so, on one kept-alive connection, reconnecting after a failure."""
+    conn: http.client.HTTPConnection | None = None
+    try:
+        while more():
+            if conn is None:
+                conn = http.client.HTTPConnection(host, port, timeout=limit)
+            outcome, reusable = one_request(conn, path, expected, limit)
+            outcomes.append(outcome)
+            if not reusable:
+                conn.close()
+                conn = None
+    finally:
+        if conn is not None:
+            conn.close()
+
+
 def run_load(
     host: str,
     port: int,
@@ -120,19 +145,15 @@ def run_load(
     def worker(outcomes: list[Outcome]) -> None:
         barrier.wait()
         deadline = deadline_box[0]
-        conn: http.client.HTTPConnection | None = None
-        try:
-            while time.monotonic() < deadline and next(tickets) < max_requests:
-                if conn is None:
-                    conn = http.client.HTTPConnection(host, port, timeout=limit)
-                outcome, reusable = one_request(conn, path, expected, limit)
-                outcomes.append(outcome)
-                if not reusable:
-                    conn.close()
-                    conn = None
-        finally:
-            if conn is not None:
-                conn.close()
+        requests_on_one_connection(
+            host,
+            port,
+            path,
+            expected,
+            limit,
+            lambda: time.monotonic() < deadline and next(tickets) < max_requests,
+            outcomes,
+        )
 
     threads = [
         threading.Thread(target=worker, args=(outcomes,), name=f"load-{index}", daemon=True)
@@ -153,17 +174,8 @@ def run_load(
 def sequential(host: str, port: int, count: int, expected: Collection[str] = ()) -> list[Outcome]:
     """`count` requests one after the other on one kept-alive connection (reconnecting after a failure)."""
     outcomes: list[Outcome] = []
-    conn: http.client.HTTPConnection | None = None
-    try:
-        for _ in range(count):
-            if conn is None:
-                conn = http.client.HTTPConnection(host, port, timeout=FAIL_AFTER)
-            outcome, reusable = one_request(conn, "/", expected, FAIL_AFTER)
-            outcomes.append(outcome)
-            if not reusable:
-                conn.close()
-                conn = None
-    finally:
-        if conn is not None:
-            conn.close()
+    remaining = iter(range(count))
+    requests_on_one_connection(
+        host, port, "/", expected, FAIL_AFTER, lambda: next(remaining, None) is not None, outcomes
+    )
     return outcomes
