@@ -261,7 +261,13 @@ def test_any_number_of_web_servers(count: int) -> None:
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     servers = [line.split()[1] for line in cfg.splitlines() if line.strip().startswith("server ")]
     assert servers == [f"WEB{i}-SAM" for i in range(1, count + 1)]
+    web_rules = [r for r in run.of_type(RULES) if "-web" in r.name]
+    assert len(web_rules) == count
+    for rules in web_rules:
+        http = [rule for rule in rules.inputs["rules"] if rule.get("dport") == "80"]
+        assert [rule["source"] for rule in http] == ["10.0.0.30/32"], "only the load balancer reaches the app"
     deploys = [commands_of(run, f"haproxy-lab-web{i}-sam")["deploy-webapp"] for i in range(1, count + 1)]
+
     for previous, current in itertools.pairwise(deploys):
         assert _depends_on(run, current, previous.name)
 
