@@ -63,7 +63,8 @@ def user_data(lab: LabConfig, host: Host) -> dict[str, Any]:
         "disable_root": True,
         "ssh_pwauth": False,
         "package_update": True,
-        "packages": ["qemu-guest-agent", "unattended-upgrades", "curl", "ca-certificates"],
+        # rsyslog: HAProxy logs to /dev/log (its package wires rsyslog to /var/log/haproxy.log).
+        "packages": ["qemu-guest-agent", "unattended-upgrades", "rsyslog", "curl", "ca-certificates"],
         "write_files": [
             {"path": "/etc/ssh/sshd_config.d/60-haproxy-lab.conf", "permissions": "0644", "content": SSHD_HARDENING},
             {"path": "/etc/apt/apt.conf.d/20auto-upgrades", "permissions": "0644", "content": UNATTENDED_UPGRADES},

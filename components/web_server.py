@@ -19,7 +19,7 @@ from components.config import LabSecrets
 from components.model import LabConfig, WebServer
 from components.provisioning import boot_vm, run_script
 from components.templates import sha256_hex
-from components.webapp_bundle import webapp_bundle
+from components.webapp_bundle import AppSettings, webapp_bundle
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +56,8 @@ class WebServerVm(pulumi.ComponentResource):
             private_key=args.secrets.ssh_private_key,
         )
         install = run_script(self, name, booted, "install-docker.sh", after=[booted.cloud_init])
-        bundle = tar_gz_base64(webapp_bundle(server, lab.haproxy.health_path))
+        app = AppSettings(health_path=lab.haproxy.health_path, trusted_proxy=str(lab.load_balancer.ip))
+        bundle = tar_gz_base64(webapp_bundle(server, app))
         self.deployed = run_script(
             self,
             name,

@@ -393,7 +393,11 @@ def test_compose_resolves_message_exactly(server: WebServer, compose_bin: str, t
     printed = config["services"]["web"]["environment"]["MESSAGE"]
     assert re.fullmatch(r"(?:[^$]|\$\$)*", printed), f"unpaired $ in compose's output {printed!r}"
     assert printed.replace("$$", "$") == server.message
-    assert config["services"]["web"]["environment"] == {"MESSAGE": printed, "HEALTH_PATH": "/healthz"}
+    assert config["services"]["web"]["environment"] == {
+        "MESSAGE": printed,
+        "HEALTH_PATH": "/healthz",
+        "FORWARDED_ALLOW_IPS": "127.0.0.1",
+    }
 
 
 def test_compose_would_interpolate_an_unescaped_dollar(compose_bin: str, tmp_path: Path) -> None:

@@ -415,4 +415,6 @@ def test_a_custom_health_path_reaches_haproxy_and_the_app() -> None:
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     assert any("http-check send" in line and "/status/ready" in line for line in cfg.splitlines())
     for host in ("web1-sam", "web2-sam"):
-        assert compose_of(run, host)["services"]["web"]["environment"]["HEALTH_PATH"] == "/status/ready"
+        environment = compose_of(run, host)["services"]["web"]["environment"]
+        assert environment["HEALTH_PATH"] == "/status/ready"
+        assert environment["FORWARDED_ALLOW_IPS"] == "10.0.0.30", "gunicorn trusts X-Forwarded-For from the LB only"
