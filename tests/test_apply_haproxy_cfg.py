@@ -12,7 +12,6 @@ import contextlib
 import grp
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from components.scripts import script_text
+from rehearsal.lab import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "files" / "scripts" / "apply-haproxy-cfg.sh"
@@ -38,13 +38,6 @@ if [ -e "$STATE/fail-reload-once" ]; then
 fi
 kill -USR2 "$(cat "$STATE/haproxy.pid")"
 """
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def make_cfg(port: int, stats_port: int, body: str, *, extra: str = "", trailer: bool = True) -> str:
@@ -135,7 +128,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     reload_script = state / "reload.sh"
     reload_script.write_text(RELOAD)
     cfg = etc / "haproxy.cfg"
-    port, stats_port = free_port(), free_port()
+    port, stats_port = free_port("127.0.0.1"), free_port("127.0.0.1")
     cfg.write_text(make_cfg(port, stats_port, "v1"))
     cfg.chmod(0o600)
     env = {
@@ -289,7 +282,7 @@ def test_first_install_without_live_file(tmp_path: Path) -> None:
     assert haproxy is not None
     cfg = tmp_path / "haproxy.cfg"
     calls = tmp_path / "calls"
-    text = make_cfg(free_port(), free_port(), "v1")
+    text = make_cfg(free_port("127.0.0.1"), free_port("127.0.0.1"), "v1")
     result = subprocess.run(
         ["dash", "-c", SCRIPT.read_text(), "apply-haproxy-cfg.sh"],
         input=text,

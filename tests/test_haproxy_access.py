@@ -12,7 +12,6 @@ import http.client
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from components.haproxy_config import Backend, HaproxySettings, render_haproxy_cfg
 from rehearsal.lab import basic_auth_header, free_port
 from tests.haproxy_binaries import all_haproxies
+from tests.http_probe import get_when_listening
 
 LB = "127.0.0.30"
 ALLOWED_SOURCE = "127.0.0.1"
@@ -50,15 +50,7 @@ def request(port: int, path: str, *, source: str, credentials: bool = False) -> 
 
 
 def wait_listening(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            request(port, "/stats", source=ALLOWED_SOURCE)
-            return
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    get_when_listening(LB, port, "/stats", source=ALLOWED_SOURCE)
 
 
 @pytest.fixture(params=[label for label, _ in all_haproxies()])

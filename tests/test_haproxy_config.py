@@ -7,12 +7,10 @@ run, nor that a hostile password still authenticates exactly as typed.
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import ipaddress
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from components.model import BALANCE_ALGORITHMS, LabConfig, WebServer
 from components.stack_file import load_stack_file
 from rehearsal.lab import basic_auth_header, free_port
 from tests.haproxy_binaries import all_haproxies, haproxy26
+from tests.http_probe import get_when_listening
 
 PASSWORD = "s3cret-Pass"
 StartHaproxy = Callable[[str, str], int]  # (binary, password) -> stats port
@@ -299,20 +298,7 @@ def run_haproxy(tmp_path: Path) -> Iterator[StartHaproxy]:
 def stats_status(port: int, user: str | None, password: str | None, path: str = "/stats;csv") -> int:
     """Status of one stats request (bounded retries while HAProxy starts listening)."""
     headers = {} if user is None or password is None else {"Authorization": basic_auth_header(user, password)}
-    deadline = time.monotonic() + 10
-    while True:
-        conn = http.client.HTTPConnection("127.0.0.30", port, timeout=5)
-        try:
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            return response.status
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        finally:
-            conn.close()
+    return get_when_listening("127.0.0.30", port, path, headers=headers)[0]
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +22,7 @@ import pytest
 from flask import Flask
 
 from rehearsal.lab import free_port
+from tests.http_probe import get_when_listening
 
 WEBAPP = Path(__file__).resolve().parent.parent / "files" / "webapp"
 HOST = "127.0.0.33"
@@ -147,19 +147,7 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Pat
 
 def get(port: int, path: str) -> tuple[int, str]:
     """One GET, retried (bounded) while gunicorn boots."""
-    deadline = time.monotonic() + 20
-    while True:
-        conn = http.client.HTTPConnection(HOST, port, timeout=5)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read().decode()
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        finally:
-            conn.close()
+    return get_when_listening(HOST, port, path, wait=20)
 
 
 def test_real_gunicorn_serves_message_and_healthz(gunicorn: tuple[subprocess.Popen[bytes], int, Path]) -> None:
