@@ -2,9 +2,9 @@
 
 import pulumi
 
-from components.config import load_config
 from components.lab import Lab, LabArgs
-from components.model import ConfigError
+from plan.config import load_config
+from plan.model import ConfigError
 
 try:
     lab_config, secrets = load_config()

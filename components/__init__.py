@@ -1,2 +1,1 @@
-"""haproxy-lab's building blocks: the validated config model, renderers for what goes to the VMs,
-and the Pulumi components (VM, web server, load balancer, lab) that put them on Proxmox VE."""
+"""The Pulumi components: the lab, its load balancer and web servers, each VM and the SSH provisioning steps."""

@@ -15,10 +15,9 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from components.config import LabSecrets
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
-from components.model import LabConfig
 from components.web_server import WebServerArgs, WebServerVm
+from plan.model import LabConfig, LabSecrets
 
 
 def image_file_name(url: str) -> str:

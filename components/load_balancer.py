@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.config import LabSecrets
-from components.haproxy_config import render_lab_haproxy_cfg
-from components.model import LabConfig
 from components.provisioning import boot_vm, run_script
-from components.templates import sha256_hex
+from plan.model import LabConfig, LabSecrets
+from render.haproxy_cfg import render_lab_haproxy_cfg
+from render.shipping import sha256_hex
 
 
 def site_url(ip: str, port: int) -> str:

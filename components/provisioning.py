@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.model import Host, LabConfig
 from components.remote import WAIT_FOR_SSH, connection, sudo_script, sudo_script_with_bundle
-from components.scripts import script_text
-from components.templates import sha256_hex
 from components.vm import LabVm, LabVmArgs
+from plan.model import Host, LabConfig
+from render.shipping import script_text, sha256_hex
 
 
 @dataclass(frozen=True)

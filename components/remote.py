@@ -12,7 +12,7 @@ import shlex
 import pulumi
 import pulumi_command as command
 
-from components.model import Host, Ssh
+from plan.model import Host, Ssh
 
 # Fresh VMs take a while to boot and run cloud-init: keep dialing instead of failing.
 WAIT_FOR_SSH = pulumi.CustomTimeouts(create="30m", update="30m")

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from components.cloud_init import render_user_data
-from components.firewall_rules import rules_for
-from components.model import Host, LabConfig
+from plan.model import Host, LabConfig
+from render.cloud_init import render_user_data
+from render.firewall import rules_for
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from components.bundle import tar_gz_base64
-from components.config import LabSecrets
-from components.model import LabConfig, WebServer
 from components.provisioning import boot_vm, run_script
-from components.templates import sha256_hex
-from components.webapp_bundle import AppSettings, webapp_bundle
+from plan.model import LabConfig, LabSecrets, WebServer
+from render.shipping import sha256_hex, tar_gz_base64
+from render.webapp import AppSettings, webapp_bundle
 
 
 @dataclass(frozen=True, kw_only=True)

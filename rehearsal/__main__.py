@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from components.model import ConfigError
-from components.stack_file import load_stack_file
+from plan.model import ConfigError
+from plan.stack_file import load_stack_file
 from rehearsal import checks
 from rehearsal.checks import CheckResult
-from rehearsal.lab import Lab
+from rehearsal.local_lab import LocalLab
 from rehearsal.plan import rehearsal_setup
 
 FIGURES_WIDTH = 88
@@ -64,16 +64,21 @@ def format_table(rows: Sequence[CheckResult]) -> str:
     return "\n".join(lines)
 
 
-def run_checks(lab: Lab, *, balance: str, drill_seconds: float, progress: Callable[[str], None]) -> list[CheckResult]:
+def run_checks(
+    local_lab: LocalLab, *, balance: str, drill_seconds: float, progress: Callable[[str], None]
+) -> list[CheckResult]:
     """The six checks, in order, on a started lab; an unexpected error becomes a FAIL row, not a crash."""
-    n = len(lab.servers)
+    n = len(local_lab.servers)
     steps: list[tuple[str, Callable[[], CheckResult]]] = [
-        ("round-robin", lambda: checks.round_robin(lab, balance)),
-        ("stats", lambda: checks.stats_page(lab)),
-        ("failover", lambda: checks.failover(lab, 0)),
-        ("recovery", lambda: checks.recovery(lab, 0, balance)),
-        ("crash drill", lambda: checks.fault_drill(lab, 1 % n, "crash", seconds=drill_seconds).check("crash drill")),
-        ("hang drill", lambda: checks.fault_drill(lab, 0, "hang", seconds=drill_seconds).check("hang drill")),
+        ("round-robin", lambda: checks.round_robin(local_lab, balance)),
+        ("stats", lambda: checks.stats_page(local_lab)),
+        ("failover", lambda: checks.failover(local_lab, 0)),
+        ("recovery", lambda: checks.recovery(local_lab, 0, balance)),
+        (
+            "crash drill",
+            lambda: checks.fault_drill(local_lab, 1 % n, "crash", seconds=drill_seconds).check("crash drill"),
+        ),
+        ("hang drill", lambda: checks.fault_drill(local_lab, 0, "hang", seconds=drill_seconds).check("hang drill")),
     ]
     results: list[CheckResult] = []
     for name, step in steps:
@@ -109,24 +114,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-rehearsal-"))
     ok = False
     try:
-        with Lab(setup.lb, setup.servers, workdir, _progress) as lab:
-            _progress(f"stack {args.stack}: {len(lab.servers)} web servers, logs in {workdir}")
+        with LocalLab(setup.lb, setup.servers, workdir, _progress) as local_lab:
+            _progress(f"stack {args.stack}: {len(local_lab.servers)} web servers, logs in {workdir}")
             try:
-                lab.start()
+                local_lab.start()
             except RuntimeError as error:
                 print(f"rehearsal: the lab did not start: {error}", file=sys.stderr)
                 return 2
             results = run_checks(
-                lab, balance=plan.haproxy.balance, drill_seconds=args.drill_seconds, progress=_progress
+                local_lab, balance=plan.haproxy.balance, drill_seconds=args.drill_seconds, progress=_progress
             )
             print()
             print(format_table(results))
             ok = all(result.passed for result in results)
             print(f"\n{'all checks passed' if ok else 'SOME CHECKS FAILED'} ({len(results)} checks)", flush=True)
             if args.keep:
-                print(f"\nload balancer: http://{lab.lb.host}:{lab.lb.port}/")
-                print(f"stats page:    http://{lab.lb.host}:{lab.lb.stats_port}/stats")
-                print(f"credentials:   {lab.lb.stats_user} / {lab.lb.stats_password}")
+                print(f"\nload balancer: http://{local_lab.lb.host}:{local_lab.lb.port}/")
+                print(f"stats page:    http://{local_lab.lb.host}:{local_lab.lb.stats_port}/stats")
+                print(f"credentials:   {local_lab.lb.stats_user} / {local_lab.lb.stats_password}")
                 print("the lab keeps running: press Ctrl-C to stop it", flush=True)
                 while True:
                     time.sleep(3600)

@@ -14,8 +14,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
-from rehearsal.lab import Lab, basic_auth_header
 from rehearsal.load import LoadResult, run_load, sequential
+from rehearsal.local_lab import LocalLab, basic_auth_header
 
 ORDERED_BALANCES = ("roundrobin", "static-rr")
 STATE_TIMEOUT = 15.0
@@ -81,27 +81,27 @@ def in_rotation(answers: list[str], messages: Collection[str]) -> bool:
     return bool(windows) and all(set(window) == set(messages) for window in windows)
 
 
-def round_robin(lab: Lab, balance: str = "roundrobin") -> CheckResult:
+def round_robin(local_lab: LocalLab, balance: str = "roundrobin") -> CheckResult:
     """Test 1: sequential requests; with N servers, every N consecutive answers name each server once."""
-    n = len(lab.servers)
-    outcomes = sequential(lab.lb.host, lab.lb.port, max(6, 2 * n), lab.messages)
+    n = len(local_lab.servers)
+    outcomes = sequential(local_lab.lb.host, local_lab.lb.port, max(6, 2 * n), local_lab.messages)
     answers = [o.body if o.ok else f"<{o.error}>" for o in outcomes]
     all_ok = all(o.ok for o in outcomes)
     if balance in ORDERED_BALANCES:
-        ordered = in_rotation(answers, lab.messages)
+        ordered = in_rotation(answers, local_lab.messages)
         note = ""
     else:
         ordered, note = True, f" (balance {balance}: order not checked)"
     return CheckResult("round-robin", all_ok and ordered, _abbreviate(answers) + note)
 
 
-def _stats_listener_status(lab: Lab, path: str, *, with_credentials: bool) -> int:
+def _stats_listener_status(local_lab: LocalLab, path: str, *, with_credentials: bool) -> int:
     """The HTTP status the stats listener answers for `path`, with or without the stats credentials."""
-    conn = http.client.HTTPConnection(lab.lb.host, lab.lb.stats_port, timeout=5)
+    conn = http.client.HTTPConnection(local_lab.lb.host, local_lab.lb.stats_port, timeout=5)
     try:
         headers = {}
-        if with_credentials and lab.lb.stats_user and lab.lb.stats_password:
-            headers["Authorization"] = basic_auth_header(lab.lb.stats_user, lab.lb.stats_password)
+        if with_credentials and local_lab.lb.stats_user and local_lab.lb.stats_password:
+            headers["Authorization"] = basic_auth_header(local_lab.lb.stats_user, local_lab.lb.stats_password)
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         response.read()
@@ -110,50 +110,52 @@ def _stats_listener_status(lab: Lab, path: str, *, with_credentials: bool) -> in
         conn.close()
 
 
-def stats_page(lab: Lab) -> CheckResult:
+def stats_page(local_lab: LocalLab) -> CheckResult:
     """Test 2: with credentials the stats CSV shows every server UP; without them the page answers 401."""
-    states = lab.server_states()
-    all_up = all(states.get(server.name) == "UP" for server in lab.servers)
-    anonymous = _stats_listener_status(lab, f"{lab.lb.stats_uri};csv", with_credentials=False)
-    metrics = _stats_listener_status(lab, "/metrics", with_credentials=True)
+    states = local_lab.server_states()
+    all_up = all(states.get(server.name) == "UP" for server in local_lab.servers)
+    anonymous = _stats_listener_status(local_lab, f"{local_lab.lb.stats_uri};csv", with_credentials=False)
+    metrics = _stats_listener_status(local_lab, "/metrics", with_credentials=True)
     listed = ", ".join(f"{name} {status}" for name, status in states.items())
     figures = f"{listed}; no credentials -> {anonymous}; /metrics -> {metrics}"
     return CheckResult("stats", all_up and anonymous == 401, figures)
 
 
-def failover(lab: Lab, index: int = 0) -> CheckResult:
+def failover(local_lab: LocalLab, index: int = 0) -> CheckResult:
     """Test 3: stop one server gracefully (like `docker stop`); every request is answered by the others."""
-    name, message = lab.servers[index].name, lab.servers[index].message
-    lab.stop_server(index)
-    outcomes = sequential(lab.lb.host, lab.lb.port, max(6, 2 * len(lab.servers)), lab.messages)
-    down_after = lab.wait_states(lambda states: _is_down(states.get(name)), STATE_TIMEOUT)
+    name, message = local_lab.servers[index].name, local_lab.servers[index].message
+    local_lab.stop_server(index)
+    outcomes = sequential(local_lab.lb.host, local_lab.lb.port, max(6, 2 * len(local_lab.servers)), local_lab.messages)
+    down_after = local_lab.wait_states(lambda states: _is_down(states.get(name)), STATE_TIMEOUT)
     answers = [o.body if o.ok else f"<{o.error}>" for o in outcomes]
     passed = all(o.ok for o in outcomes) and message not in answers and down_after is not None
     figures = f"{name} stopped: {_abbreviate(answers)}; marked DOWN {_seconds(down_after)} after the requests"
     return CheckResult("failover", passed, figures)
 
 
-def recovery(lab: Lab, index: int = 0, balance: str = "roundrobin") -> CheckResult:
+def recovery(local_lab: LocalLab, index: int = 0, balance: str = "roundrobin") -> CheckResult:
     """Test 4: restart the stopped server; it is back UP, answers again, and the strict rotation resumes.
 
     HAProxy's round-robin first lets a returning server catch up on the turns it missed (a short burst
     of answers from it), so requests go on, in rounds of N, until the last 2N answers are a clean
     rotation again: bounded at 8N + the burst the failover check caused.
     """
-    name, message = lab.servers[index].name, lab.servers[index].message
-    n = len(lab.servers)
+    name, message = local_lab.servers[index].name, local_lab.servers[index].message
+    n = len(local_lab.servers)
     start = time.monotonic()
-    lab.start_server(index)
-    waited = lab.wait_states(lambda states: states.get(name) == "UP", STATE_TIMEOUT)
+    local_lab.start_server(index)
+    waited = local_lab.wait_states(lambda states: states.get(name) == "UP", STATE_TIMEOUT)
     up_after = None if waited is None else time.monotonic() - start
     answers: list[str] = []
     all_ok = True
     ordered = balance not in ORDERED_BALANCES
     while len(answers) < 8 * n + 12:
-        outcomes = sequential(lab.lb.host, lab.lb.port, n, lab.messages)
+        outcomes = sequential(local_lab.lb.host, local_lab.lb.port, n, local_lab.messages)
         all_ok = all_ok and all(o.ok for o in outcomes)
         answers.extend(o.body if o.ok else f"<{o.error}>" for o in outcomes)
-        if balance not in ORDERED_BALANCES or (len(answers) >= 2 * n and in_rotation(answers[-2 * n :], lab.messages)):
+        if balance not in ORDERED_BALANCES or (
+            len(answers) >= 2 * n and in_rotation(answers[-2 * n :], local_lab.messages)
+        ):
             ordered = True
             break
     passed = up_after is not None and all_ok and message in answers and ordered
@@ -163,7 +165,7 @@ def recovery(lab: Lab, index: int = 0, balance: str = "roundrobin") -> CheckResu
 
 
 def fault_drill(
-    lab: Lab,
+    local_lab: LocalLab,
     index: int,
     kind: Literal["crash", "hang"],
     *,
@@ -174,11 +176,19 @@ def fault_drill(
 ) -> DrillResult:
     """Concurrent load for `seconds`; at `fault_at` the server's whole process group is SIGKILLed (crash) or
     SIGSTOPped (hang). Then the killed server is restarted / the frozen one continued, and must come back UP."""
-    server = lab.servers[index]
+    server = local_lab.servers[index]
     box: list[LoadResult] = []
 
     def load() -> None:
-        box.append(run_load(lab.lb.host, lab.lb.port, concurrency=concurrency, seconds=seconds, expected=lab.messages))
+        box.append(
+            run_load(
+                local_lab.lb.host,
+                local_lab.lb.port,
+                concurrency=concurrency,
+                seconds=seconds,
+                expected=local_lab.messages,
+            )
+        )
 
     thread = threading.Thread(target=load, name=f"{kind}-drill-load", daemon=True)
     begin = time.monotonic()
@@ -188,22 +198,22 @@ def fault_drill(
         time.sleep(max(0.0, begin + fault_at - time.monotonic()))
         fault_time = time.monotonic()
         if kind == "crash":
-            lab.kill_server(index)
+            local_lab.kill_server(index)
         else:
-            lab.signal_server(index, signal.SIGSTOP)
+            local_lab.signal_server(index, signal.SIGSTOP)
         waiting_since = time.monotonic()
-        waited_down = lab.wait_states(
+        waited_down = local_lab.wait_states(
             lambda states: _is_down(states.get(server.name)), max(down_timeout, seconds - fault_at)
         )
         down_after = None if waited_down is None else waiting_since + waited_down - fault_time
         thread.join(timeout=seconds + 30)
     finally:
         if kind == "hang":
-            lab.signal_server(index, signal.SIGCONT)
+            local_lab.signal_server(index, signal.SIGCONT)
     restart = time.monotonic()
     if kind == "crash":
-        lab.start_server(index)
-    waited = lab.wait_states(lambda states: states.get(server.name) == "UP", STATE_TIMEOUT)
+        local_lab.start_server(index)
+    waited = local_lab.wait_states(lambda states: states.get(server.name) == "UP", STATE_TIMEOUT)
     up_after = None if waited is None else time.monotonic() - restart
     if not box:
         raise RuntimeError("the load generator did not finish")

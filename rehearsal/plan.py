@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.haproxy_config import Backend, HaproxySettings, health_host, render_haproxy_cfg
-from components.model import LabConfig
-from rehearsal.lab import LbSpec, ServerSpec, free_port
+from plan.model import LabConfig
+from rehearsal.local_lab import LbSpec, ServerSpec, free_port
+from render.haproxy_cfg import Backend, HaproxySettings, health_host, render_haproxy_cfg
 
 LB_HOST = "127.0.0.30"
 FIRST_SERVER_OCTET = 31

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from components.scripts import script_text
-from rehearsal.lab import free_port
+from rehearsal.local_lab import free_port
+from render.shipping import script_text
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "files" / "scripts" / "apply-haproxy-cfg.sh"

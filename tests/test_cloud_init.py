@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.cloud_init import render_user_data
-from components.model import WebServer
-from components.stack_file import load_stack_file
+from plan.model import WebServer
+from plan.stack_file import load_stack_file
+from render.cloud_init import render_user_data
 
 
 def cloud_init_schema(document: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.model import ConfigError, LabConfig, parse_lab_config
-from components.stack_file import load_stack_file, raw_project_config, stack_file
+from plan.model import ConfigError, LabConfig
+from plan.parse import parse_lab_config
+from plan.stack_file import load_stack_file, raw_project_config, stack_file
 
 
 def dev_raw() -> dict[str, Any]:

@@ -24,9 +24,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components import webapp_bundle as wb
-from components.model import WebServer
-from components.templates import FILES_DIR
+from plan.model import WebServer
+from render import webapp as wb
+from render.shipping import FILES_DIR
 
 WEBAPP = FILES_DIR / "webapp"
 VENV_BIN = Path(sys.executable).parent
@@ -488,8 +488,8 @@ def test_bundle_holds_the_app_files_and_compose() -> None:
 def test_bundle_is_byte_identical_across_runs() -> None:
     """The redeploy trigger hashes the bundle: a fresh interpreter (other hash seed) renders the same bytes."""
     code = (
-        "import ipaddress, json; from components.model import WebServer; "
-        "from components.webapp_bundle import webapp_bundle; "
+        "import ipaddress, json; from plan.model import WebServer; "
+        "from render.webapp import webapp_bundle; "
         f"s = WebServer(name='WEB3-SAM', ip=ipaddress.IPv4Address('10.0.0.33'), message={SERVERS[2].message!r}); "
         "print(json.dumps(webapp_bundle(s)))"
     )

@@ -18,7 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.haproxy_config import (
+from plan.model import LabConfig, WebServer
+from plan.stack_file import load_stack_file
+from plan.values import BALANCE_ALGORITHMS
+from rehearsal.local_lab import basic_auth_header, free_port
+from render.haproxy_cfg import (
     TRAILER,
     Backend,
     HaproxySettings,
@@ -26,9 +30,6 @@ from components.haproxy_config import (
     render_haproxy_cfg,
     render_lab_haproxy_cfg,
 )
-from components.model import BALANCE_ALGORITHMS, LabConfig, WebServer
-from components.stack_file import load_stack_file
-from rehearsal.lab import basic_auth_header, free_port
 from tests.haproxy_binaries import all_haproxies, haproxy26
 from tests.http_probe import get_when_listening
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.stack_file import raw_project_config, stack_file
+from plan.stack_file import raw_project_config, stack_file
 from tests.pulumi_harness import (
     TEST_API_TOKEN,
     TEST_PRIVATE_KEY,

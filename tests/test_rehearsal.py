@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from components.model import LabConfig
-from components.stack_file import load_stack_file
+from plan.model import LabConfig
+from plan.stack_file import load_stack_file
 from rehearsal import checks
 from rehearsal.__main__ import format_table
 from rehearsal.checks import CheckResult
-from rehearsal.lab import Lab, parse_stats_csv
+from rehearsal.local_lab import LocalLab, parse_stats_csv
 from rehearsal.plan import planned_servers, rehearsal_setup
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,10 +45,10 @@ def group_alive(pgid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_lab(plan: LabConfig, count: int, workdir: Path) -> Iterator[Lab]:
+def running_lab(plan: LabConfig, count: int, workdir: Path) -> Iterator[LocalLab]:
     """A started rehearsal lab; afterwards every process group it ever started must be gone."""
     setup = rehearsal_setup(plan, count)
-    lab = Lab(setup.lb, setup.servers, workdir)
+    lab = LocalLab(setup.lb, setup.servers, workdir)
     try:
         with lab:
             lab.start()
@@ -113,7 +113,7 @@ def test_table_has_one_row_per_check() -> None:
 # --- end to end --------------------------------------------------------------------------------------------------
 
 
-def run_six_checks(lab: Lab) -> None:
+def run_six_checks(lab: LocalLab) -> None:
     names = [server.name for server in lab.servers]
     n = len(names)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from components.bundle import tar_gz_base64
 from components.remote import sudo_script, sudo_script_with_bundle
+from render.shipping import tar_gz_base64
 
 HOSTILE = ["plain", "with space", "it's", '"dq"', "$(touch /tmp/pwned-by-arg)", "`id`", "a;b", "*", "\\", "$HOME"]
 

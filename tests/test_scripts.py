@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from components.scripts import script_text
+from render.shipping import script_text
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "files" / "scripts"

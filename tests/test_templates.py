@@ -5,9 +5,9 @@ from __future__ import annotations
 import jinja2
 import pytest
 
-from components.haproxy_config import lab_settings, render_haproxy_cfg
-from components.stack_file import load_stack_file
-from components.templates import FILES_DIR, render, sha256_hex
+from plan.stack_file import load_stack_file
+from render.haproxy_cfg import lab_settings, render_haproxy_cfg
+from render.shipping import FILES_DIR, render, sha256_hex
 
 TEMPLATES = sorted(path.relative_to(FILES_DIR).as_posix() for path in FILES_DIR.rglob("*.j2"))
 

@@ -21,7 +21,7 @@ from types import ModuleType
 import pytest
 from flask import Flask
 
-from rehearsal.lab import free_port
+from rehearsal.local_lab import free_port
 from tests.http_probe import get_when_listening
 
 WEBAPP = Path(__file__).resolve().parent.parent / "files" / "webapp"

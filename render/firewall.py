@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.model import Host, LabConfig
+from plan.model import Host, LabConfig
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -83,7 +83,7 @@ def parse_stats_csv(text: str, backend: str) -> dict[str, str]:
     }
 
 
-class Lab:
+class LocalLab:
     """A running lab. Use as a context manager: leaving it (normally, on error or Ctrl-C) stops everything."""
 
     def __init__(self, lb: LbSpec, servers: Sequence[ServerSpec], workdir: Path, progress: Progress = quiet) -> None:
@@ -98,7 +98,7 @@ class Lab:
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
-    def __enter__(self) -> Lab:
+    def __enter__(self) -> LocalLab:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from components.model import Host, LabConfig
+from plan.model import Host, LabConfig
 
 SSHD_HARDENING = "\n".join(
     [

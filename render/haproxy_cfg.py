@@ -13,8 +13,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.model import BALANCE_ALGORITHMS, HEALTH_PATH, LabConfig
-from components.templates import render
+from plan.model import LabConfig
+from plan.values import BALANCE_ALGORITHMS, HEALTH_PATH
+from render.shipping import render
 
 TEMPLATE = "haproxy.cfg.j2"
 TRAILER = "# haproxy-lab: end of configuration"

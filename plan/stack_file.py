@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from components.model import PROJECT, LabConfig, parse_lab_config
+from plan.model import PROJECT, LabConfig
+from plan.parse import parse_lab_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from components.stack_file import load_stack_file
-from rehearsal.baseline import baseline_setup
+from plan.stack_file import load_stack_file
+from rehearsal.benchmark.baseline import baseline_setup
+from rehearsal.benchmark.throughput import Throughput, measure
 from rehearsal.checks import DrillResult, fault_drill
-from rehearsal.lab import Lab
 from rehearsal.load import FAIL_AFTER
+from rehearsal.local_lab import LocalLab
 from rehearsal.plan import RehearsalSetup, rehearsal_setup
-from rehearsal.throughput import Throughput, measure
 
 GOAL_DOWN = 1.0
 GOAL_UP = 2.0
@@ -59,10 +59,10 @@ def single_server_throughput(label: str, setup: RehearsalSetup, *, seconds: floa
     """
     workdir = Path(tempfile.mkdtemp(prefix=f"haproxy-lab-bench-{label}-1-"))
     try:
-        with Lab(setup.lb, setup.servers, workdir, _progress) as lab:
-            lab.start()
+        with LocalLab(setup.lb, setup.servers, workdir, _progress) as local_lab:
+            local_lab.start()
             _progress(f"{label}: one web server, 32 connections for {seconds:g} s")
-            return measure(lab.lb.host, lab.lb.port, seconds=seconds, use_wrk=use_wrk)
+            return measure(local_lab.lb.host, local_lab.lb.port, seconds=seconds, use_wrk=use_wrk)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -80,14 +80,14 @@ def measure_setup(
     then the one-server setup's throughput."""
     workdir = Path(tempfile.mkdtemp(prefix=f"haproxy-lab-bench-{label}-"))
     try:
-        with Lab(setup.lb, setup.servers, workdir, _progress) as lab:
-            lab.start()
+        with LocalLab(setup.lb, setup.servers, workdir, _progress) as local_lab:
+            local_lab.start()
             _progress(f"{label}: throughput, 32 connections for {throughput_seconds:g} s")
-            throughput = measure(lab.lb.host, lab.lb.port, seconds=throughput_seconds, use_wrk=use_wrk)
+            throughput = measure(local_lab.lb.host, local_lab.lb.port, seconds=throughput_seconds, use_wrk=use_wrk)
             _progress(f"{label}: {throughput.ok_per_second:.0f} req/s; crash drill ({drill_seconds:g} s)")
-            crash = fault_drill(lab, 1, "crash", seconds=drill_seconds)
+            crash = fault_drill(local_lab, 1, "crash", seconds=drill_seconds)
             _progress(f"{label}: crash drill: {crash.check('crash').figures}; hang drill ({drill_seconds:g} s)")
-            hang = fault_drill(lab, 0, "hang", seconds=drill_seconds)
+            hang = fault_drill(local_lab, 0, "hang", seconds=drill_seconds)
             _progress(f"{label}: hang drill: {hang.check('hang').figures}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

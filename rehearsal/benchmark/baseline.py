@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from rehearsal.lab import LbSpec, ServerSpec, free_port
+from rehearsal.local_lab import LbSpec, ServerSpec, free_port
 from rehearsal.plan import RehearsalSetup
 
 BASELINE_DIR = Path(__file__).resolve().parent / "report_baseline"

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from components.model import WebServer
-from components.templates import read_file, sha256_hex
+from plan.model import WebServer
+from render.shipping import read_file, sha256_hex
 
 WEBAPP_DIR = "webapp"
 # Every file of files/webapp that a VM needs to build and run the image (the app's three files are

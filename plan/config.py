@@ -8,27 +8,19 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi.runtime
 
-from components.model import PROJECT, ConfigError, LabConfig, parse_lab_config
+from plan.model import PROJECT, ConfigError, LabConfig, LabSecrets
+from plan.parse import parse_lab_config
 
 PLAN_KEYS = ("network", "proxmox", "vm", "ssh", "haproxy", "loadBalancer", "webServers")
 SSH_PRIVATE_KEY = "sshPrivateKey"
 STATS_PASSWORD = "statsPassword"  # noqa: S105 (a config key's name, not a password)
 MIN_STATS_PASSWORD_LENGTH = 12
 _PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----.+-----END ([A-Z0-9]+ )?PRIVATE KEY-----", re.S)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LabSecrets:
-    """The stack's secrets, kept as secret Outputs so they never reach the state or logs in plain text."""
-
-    ssh_private_key: pulumi.Output[str]
-    stats_password: pulumi.Output[str]
 
 
 def _set_secret_hint(key: str, example: str) -> str:

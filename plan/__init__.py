@@ -1,0 +1,1 @@
+"""The plan: reading the stack config, the frozen model, and its validation."""

@@ -1,0 +1,126 @@
+"""The lab's plan as frozen dataclasses: what every other layer reads, built only by plan.parse.
+
+Nothing here reads config, validates or touches the network; the secrets type lives here too, so the
+Pulumi components never import the config reader.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pulumi
+
+PROJECT = "haproxy-lab"
+
+
+class ConfigError(ValueError):
+    """Bad stack configuration: every problem found, each naming its key, what is wrong and what is expected."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"invalid stack configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Network:
+    """The lab network all VMs sit in (report: 10.0.0.0/16 behind 10.0.0.1, bridge vmbr1)."""
+
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    dns: tuple[ipaddress.IPv4Address, ...]
+    domain: str
+    bridge: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Host:
+    """One VM of the plan: its hostname, static address and optional fixed Proxmox VM id."""
+
+    name: str
+    ip: ipaddress.IPv4Address
+    vm_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable, lower-case token for resource names (hostnames are case-insensitive)."""
+        return self.name.lower()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebServer(Host):
+    """A web server VM and the message its Flask app answers on `GET /`."""
+
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Proxmox:
+    """Where on Proxmox VE the VMs go, and what they boot from."""
+
+    node: str
+    vm_datastore: str
+    image_datastore: str
+    snippets_datastore: str
+    image_url: str
+    template_vm_id: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VmSize:
+    """Size of every VM (report: 2 cores, 2048 MB, 20 GB)."""
+
+    cores: int
+    memory_mb: int
+    disk_gb: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ssh:
+    """The admin account cloud-init creates and Pulumi's remote commands log in with."""
+
+    user: str
+    public_key: str
+    admin_cidr: ipaddress.IPv4Network
+
+
+@dataclass(frozen=True, kw_only=True)
+class Haproxy:
+    """Load-balancer behaviour: algorithm, health checks, who may reach it, and the stats page."""
+
+    balance: str
+    health_path: str
+    frontend_port: int
+    stats_port: int
+    stats_user: str
+    client_cidr: ipaddress.IPv4Network
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabConfig:
+    """The whole validated plan: one load balancer in front of one or more web servers."""
+
+    network: Network
+    proxmox: Proxmox
+    vm_size: VmSize
+    ssh: Ssh
+    haproxy: Haproxy
+    load_balancer: Host
+    web_servers: tuple[WebServer, ...]
+
+    @property
+    def hosts(self) -> tuple[Host, ...]:
+        """Every VM of the plan, load balancer first."""
+        return (self.load_balancer, *self.web_servers)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabSecrets:
+    """The stack's secrets, kept as secret Outputs so they never reach the state or logs in plain text."""
+
+    ssh_private_key: pulumi.Output[str]
+    stats_password: pulumi.Output[str]

@@ -1,0 +1,306 @@
+"""Stack config -> the validated plan (plan.model): every problem found at once, each naming its key.
+
+Why a pure module: the whole plan is checked here, before any resource is declared, so a bad stack
+config fails `pulumi preview` with every problem named by its key, and the same model feeds the
+Pulumi components, the local rehearsal and the tests. Nothing here reads `pulumi.Config`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from plan import values as v
+from plan.model import (
+    ConfigError,
+    Haproxy,
+    Host,
+    LabConfig,
+    Network,
+    Proxmox,
+    Ssh,
+    VmSize,
+    WebServer,
+)
+
+
+def _parse_network(
+    r: v.Reader, raw_any: Any
+) -> tuple[Network | None, ipaddress.IPv4Network | None, ipaddress.IPv4Address | None]:
+    """The network, plus its cidr and gateway alone: hosts are checked against them even when,
+    say, the domain is wrong, so one run reports every problem."""
+    raw = r.mapping(raw_any, "network")
+    r.unknown_keys(raw, "network", ("cidr", "gateway", "dns", "domain", "bridge"))
+    cidr = r.value(raw, "network", "cidr", v.ipv4_network, "an IPv4 network such as 10.0.0.0/16")
+    gateway = r.value(raw, "network", "gateway", v.ipv4, "the IPv4 address of the network's router, e.g. 10.0.0.1")
+    dns = r.value(raw, "network", "dns", v.ipv4_list, "a list of IPv4 DNS servers, e.g. [10.0.200.2, 8.8.8.8]")
+    domain = r.value(raw, "network", "domain", v.text(v.DOMAIN, 253), "a DNS search domain such as mvgroup.local")
+    bridge = r.value(raw, "network", "bridge", v.text(v.BRIDGE, 15), "a Proxmox bridge name such as vmbr1", "vmbr1")
+    if cidr is not None and gateway is not None:
+        if gateway not in cidr:
+            r.fail("network.gateway", f"{gateway} lies outside network.cidr {cidr}", f"an address inside {cidr}")
+        elif gateway in (cidr.network_address, cidr.broadcast_address):
+            r.fail("network.gateway", f"{gateway} is the network or broadcast address", "a host address")
+    if cidr is None or gateway is None or dns is None or domain is None or bridge is None:
+        return None, cidr, gateway
+    return Network(cidr=cidr, gateway=gateway, dns=dns, domain=domain, bridge=bridge), cidr, gateway
+
+
+def _parse_host(r: v.Reader, raw_any: Any, key: str, *, web: bool) -> Host | None:
+    raw = r.mapping(raw_any, key)
+    known = ("name", "ip", "vmId", "message") if web else ("name", "ip", "vmId")
+    r.unknown_keys(raw, key, known)
+    name = r.value(
+        raw, key, "name", v.hostname, "a hostname: 1-63 letters, digits or '-', not starting or ending with '-'"
+    )
+    ip = r.value(raw, key, "ip", v.ipv4, "the VM's static IPv4 address inside network.cidr")
+    vm_id = (
+        r.value(raw, key, "vmId", v.vm_id, "a Proxmox VM id from 100 to 999999999, or no vmId", None)
+        if raw.get("vmId") is not None
+        else None
+    )
+    if not web:
+        return None if name is None or ip is None else Host(name=name, ip=ip, vm_id=vm_id)
+    message = r.value(raw, key, "message", v.message, "the text `GET /` answers, up to 200 printable characters")
+    if name is None or ip is None or message is None:
+        return None
+    return WebServer(name=name, ip=ip, vm_id=vm_id, message=message)
+
+
+def _check_hosts(
+    r: v.Reader,
+    cidr: ipaddress.IPv4Network | None,
+    gateway: ipaddress.IPv4Address | None,
+    hosts: Sequence[tuple[str, Host]],
+) -> None:
+    """Cross-checks: addresses inside the network, not reserved, and nothing used twice."""
+    seen_ips: dict[ipaddress.IPv4Address, str] = {}
+    seen_names: dict[str, str] = {}
+    seen_ids: dict[int, str] = {}
+    for key, host in hosts:
+        if cidr is not None:
+            if host.ip not in cidr:
+                r.fail(f"{key}.ip", f"{host.ip} lies outside network.cidr {cidr}", f"an address inside {cidr}")
+            elif host.ip == cidr.network_address:
+                r.fail(f"{key}.ip", f"{host.ip} is the network address of {cidr}", "a host address")
+            elif host.ip == cidr.broadcast_address:
+                r.fail(f"{key}.ip", f"{host.ip} is the broadcast address of {cidr}", "a host address")
+            elif host.ip == gateway:
+                r.fail(f"{key}.ip", f"{host.ip} is the gateway's address", "an address of its own")
+        if host.ip in seen_ips:
+            r.fail(f"{key}.ip", f"{host.ip} is already used by {seen_ips[host.ip]}", "a different address for each VM")
+        seen_ips.setdefault(host.ip, key)
+        if host.key in seen_names:
+            r.fail(
+                f"{key}.name",
+                f"{host.name!r} is already used by {seen_names[host.key]}",
+                "a different name for each VM (names are case-insensitive)",
+            )
+        seen_names.setdefault(host.key, key)
+        if host.vm_id is not None:
+            if host.vm_id in seen_ids:
+                r.fail(f"{key}.vmId", f"{host.vm_id} is already used by {seen_ids[host.vm_id]}", "a different VM id")
+            seen_ids.setdefault(host.vm_id, key)
+
+
+def _parse_proxmox(r: v.Reader, raw_any: Any) -> Proxmox | None:
+    raw = r.mapping(raw_any, "proxmox")
+    known = ("node", "vmDatastore", "imageDatastore", "snippetsDatastore", "imageUrl", "templateVmId")
+    r.unknown_keys(raw, "proxmox", known)
+    ident = v.text(v.PROXMOX_ID, 64)
+    node = r.value(raw, "proxmox", "node", ident, "the Proxmox node name, e.g. pve")
+    vm_ds = r.value(raw, "proxmox", "vmDatastore", ident, "a datastore for VM disks", "local-lvm")
+    image_ds = r.value(raw, "proxmox", "imageDatastore", ident, "a datastore with the Import content type", "local")
+    snip_ds = r.value(raw, "proxmox", "snippetsDatastore", ident, "a datastore with the Snippets content type", "local")
+    url = r.value(
+        raw,
+        "proxmox",
+        "imageUrl",
+        v.text(re.compile(r"^https?://\S+\.(img|qcow2)$"), 500),
+        "an http(s) URL of an Ubuntu 24.04 cloud image ending in .img or .qcow2",
+        v.DEFAULT_IMAGE_URL,
+    )
+    template = (
+        r.value(raw, "proxmox", "templateVmId", v.vm_id, "the VM id of a cloud-init-ready template, or none", None)
+        if raw.get("templateVmId") is not None
+        else None
+    )
+    if node is None or vm_ds is None or image_ds is None or snip_ds is None or url is None:
+        return None
+    return Proxmox(
+        node=node,
+        vm_datastore=vm_ds,
+        image_datastore=image_ds,
+        snippets_datastore=snip_ds,
+        image_url=url,
+        template_vm_id=template,
+    )
+
+
+def _parse_vm_size(r: v.Reader, raw_any: Any) -> VmSize | None:
+    raw = r.mapping(raw_any, "vm", required=False)
+    r.unknown_keys(raw, "vm", ("cores", "memoryMb", "diskGb"))
+    cores = r.value(raw, "vm", "cores", v.integer(1, 128), "a number of cores from 1 to 128", 2)
+    memory = r.value(raw, "vm", "memoryMb", v.integer(512, 1_048_576), "memory in MB, at least 512", 2048)
+    disk = r.value(
+        raw,
+        "vm",
+        "diskGb",
+        v.integer(4, 65_536),
+        "a disk size in GB, at least 4 (the Ubuntu cloud image is 3.5 GB)",
+        20,
+    )
+    if cores is None or memory is None or disk is None:
+        return None
+    return VmSize(cores=cores, memory_mb=memory, disk_gb=disk)
+
+
+def _parse_ssh(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None) -> Ssh | None:
+    raw = r.mapping(raw_any, "ssh")
+    r.unknown_keys(raw, "ssh", ("user", "publicKey", "adminCidr"))
+    user = r.value(
+        raw,
+        "ssh",
+        "user",
+        v.text(v.LINUX_USER, 32),
+        "a Linux user name (lower case letters, digits, '_' or '-'), e.g. samuel",
+    )
+    if user in v.RESERVED_LINUX_USERS:
+        r.fail("ssh.user", f"{user!r} is a system account", "a personal admin user name, e.g. samuel")
+        user = None
+    key = r.value(
+        raw,
+        "ssh",
+        "publicKey",
+        v.text(v.SSH_PUBLIC_KEY, 16_384),
+        "one OpenSSH public key line, e.g. `ssh-ed25519 AAAA... you@host`",
+    )
+    default_admin = str(cidr) if cidr is not None else "0.0.0.0/32"
+    admin = r.value(
+        raw,
+        "ssh",
+        "adminCidr",
+        v.ipv4_network,
+        "the IPv4 network SSH and the stats page are open to, e.g. 10.0.0.0/16",
+        default_admin,
+    )
+    if user is None or key is None or admin is None:
+        return None
+    return Ssh(user=user, public_key=key, admin_cidr=admin)
+
+
+def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None) -> Haproxy | None:
+    raw = r.mapping(raw_any, "haproxy", required=False)
+    known = ("balance", "healthPath", "frontendPort", "statsPort", "statsUser", "clientCidr")
+    r.unknown_keys(raw, "haproxy", known)
+
+    def balance(value: Any) -> str:
+        text = v.text(max_len=32)(value)
+        if text not in v.BALANCE_ALGORITHMS:
+            raise ValueError("is not a balance algorithm this lab supports")
+        return text
+
+    algorithm = r.value(raw, "haproxy", "balance", balance, f"one of {', '.join(v.BALANCE_ALGORITHMS)}", "roundrobin")
+    path = r.value(
+        raw,
+        "haproxy",
+        "healthPath",
+        v.text(v.HEALTH_PATH, 200),
+        "an absolute URL path of letters, digits and . _ ~ % / - (and an optional ?query), e.g. /healthz",
+        "/healthz",
+    )
+    frontend = r.value(raw, "haproxy", "frontendPort", v.integer(1, 65535), "a TCP port from 1 to 65535", 80)
+    stats = r.value(raw, "haproxy", "statsPort", v.integer(1, 65535), "a TCP port from 1 to 65535", 8404)
+    user = r.value(
+        raw,
+        "haproxy",
+        "statsUser",
+        v.text(v.STATS_USER, 32),
+        "1-32 letters, digits, '.', '_' or '-', e.g. admin",
+        "admin",
+    )
+    default_clients = str(cidr) if cidr is not None else "0.0.0.0/32"
+    clients = r.value(
+        raw,
+        "haproxy",
+        "clientCidr",
+        v.ipv4_network,
+        "the IPv4 network allowed to reach the site, e.g. 10.0.0.0/16",
+        default_clients,
+    )
+    if frontend is not None and frontend == stats:
+        r.fail("haproxy.statsPort", f"{stats} is also haproxy.frontendPort", "a port of its own, e.g. 8404")
+    if algorithm is None or path is None or frontend is None or stats is None or user is None or clients is None:
+        return None
+    return Haproxy(
+        balance=algorithm,
+        health_path=path,
+        frontend_port=frontend,
+        stats_port=stats,
+        stats_user=user,
+        client_cidr=clients,
+    )
+
+
+def parse_lab_config(raw: Mapping[str, Any]) -> LabConfig:
+    """Build the validated model from the stack's raw values (keys without the `haproxy-lab:` prefix).
+
+    Raises ConfigError listing every problem; never returns a partial model.
+    """
+    r = v.Reader()
+    network, cidr, gateway = _parse_network(r, raw.get("network"))
+    proxmox = _parse_proxmox(r, raw.get("proxmox"))
+    vm_size = _parse_vm_size(r, raw.get("vm"))
+    ssh = _parse_ssh(r, raw.get("ssh"), cidr)
+    haproxy = _parse_haproxy(r, raw.get("haproxy"), cidr)
+    load_balancer = _parse_host(r, raw.get("loadBalancer"), "loadBalancer", web=False)
+
+    raw_web = raw.get("webServers")
+    web_servers: list[WebServer] = []
+    web_ok = True
+    if raw_web is None:
+        r.fail("webServers", "is not set", "a list of at least one {name, ip, message}")
+        web_ok = False
+    elif not isinstance(raw_web, list):
+        r.fail("webServers", f"is a {type(raw_web).__name__}", "a list of at least one {name, ip, message}")
+        web_ok = False
+    elif not raw_web:
+        r.fail("webServers", "is empty", "a list of at least one {name, ip, message}")
+        web_ok = False
+    else:
+        for index, item in enumerate(raw_web):
+            server = _parse_host(r, item, f"webServers[{index}]", web=True)
+            if isinstance(server, WebServer):
+                web_servers.append(server)
+            else:
+                web_ok = False
+
+    hosts: list[tuple[str, Host]] = []
+    if load_balancer is not None:
+        hosts.append(("loadBalancer", load_balancer))
+    hosts.extend((f"webServers[{i}]", s) for i, s in enumerate(web_servers))
+    _check_hosts(r, cidr, gateway, hosts)
+
+    if (
+        r.problems
+        or not web_ok
+        or network is None
+        or proxmox is None
+        or vm_size is None
+        or ssh is None
+        or haproxy is None
+        or load_balancer is None
+    ):
+        # Every None above comes with a recorded problem; the fallback message is a safety net.
+        raise ConfigError(r.problems or ["the configuration is incomplete"])
+    return LabConfig(
+        network=network,
+        proxmox=proxmox,
+        vm_size=vm_size,
+        ssh=ssh,
+        haproxy=haproxy,
+        load_balancer=load_balancer,
+        web_servers=tuple(web_servers),
+    )
