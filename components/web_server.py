@@ -17,7 +17,7 @@ import pulumi_command as command
 from components.provisioning import boot_vm, run_script
 from plan.model import LabConfig, LabSecrets, WebServer
 from render.shipping import sha256_hex, tar_gz_base64
-from render.webapp import AppSettings, webapp_bundle
+from render.webapp import webapp_bundle
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,8 +54,7 @@ class WebServerVm(pulumi.ComponentResource):
             private_key=args.secrets.ssh_private_key,
         )
         install = run_script(self, name, booted, "install-docker.sh", after=[booted.cloud_init])
-        app = AppSettings(health_path=lab.haproxy.health_path, trusted_proxy=str(lab.load_balancer.ip))
-        bundle = tar_gz_base64(webapp_bundle(server, app))
+        bundle = tar_gz_base64(webapp_bundle(server, trusted_proxies=str(lab.load_balancer.ip)))
         self.deployed = run_script(
             self,
             name,

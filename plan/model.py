@@ -93,7 +93,6 @@ class Haproxy:
     """Load-balancer behaviour: algorithm, health checks, who may reach it, and the stats page."""
 
     balance: str
-    health_path: str
     frontend_port: int
     stats_port: int
     stats_user: str

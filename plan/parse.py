@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from plan import values as v
+from plan.app_contract import HEALTH_PATH
 from plan.model import (
     ConfigError,
     Haproxy,
@@ -193,7 +194,14 @@ def _parse_ssh(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None) ->
 
 def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None) -> Haproxy | None:
     raw = r.mapping(raw_any, "haproxy", required=False)
-    known = ("balance", "healthPath", "frontendPort", "statsPort", "statsUser", "clientCidr")
+    known = ("balance", "frontendPort", "statsPort", "statsUser", "clientCidr")
+    if "healthPath" in raw:
+        r.fail(
+            "haproxy.healthPath",
+            f"is no longer a setting: the health path is part of the web app's contract ({HEALTH_PATH})",
+            "no healthPath key: remove it from the stack file",
+        )
+        raw = {name: value for name, value in raw.items() if name != "healthPath"}
     r.unknown_keys(raw, "haproxy", known)
 
     def balance(value: Any) -> str:
@@ -203,14 +211,6 @@ def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None
         return text
 
     algorithm = r.value(raw, "haproxy", "balance", balance, f"one of {', '.join(v.BALANCE_ALGORITHMS)}", "roundrobin")
-    path = r.value(
-        raw,
-        "haproxy",
-        "healthPath",
-        v.text(v.HEALTH_PATH, 200),
-        "an absolute URL path of letters, digits and . _ ~ % / - (and an optional ?query), e.g. /healthz",
-        "/healthz",
-    )
     frontend = r.value(raw, "haproxy", "frontendPort", v.integer(1, 65535), "a TCP port from 1 to 65535", 80)
     stats = r.value(raw, "haproxy", "statsPort", v.integer(1, 65535), "a TCP port from 1 to 65535", 8404)
     user = r.value(
@@ -232,11 +232,10 @@ def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None
     )
     if frontend is not None and frontend == stats:
         r.fail("haproxy.statsPort", f"{stats} is also haproxy.frontendPort", "a port of its own, e.g. 8404")
-    if algorithm is None or path is None or frontend is None or stats is None or user is None or clients is None:
+    if algorithm is None or frontend is None or stats is None or user is None or clients is None:
         return None
     return Haproxy(
         balance=algorithm,
-        health_path=path,
         frontend_port=frontend,
         stats_port=stats,
         stats_user=user,

@@ -20,8 +20,6 @@ HOSTNAME_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 DOMAIN = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
-# A health-check path: absolute, unreserved URL characters only: nothing HAProxy, YAML or a shell reads specially.
-HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~%/-]{0,150}(\?[A-Za-z0-9._~%=&-]{0,48})?$")
 LINUX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PROXMOX_ID = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 BRIDGE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")

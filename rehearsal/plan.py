@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from plan.app_contract import AppEnvironment
 from plan.model import LabConfig
 from rehearsal.local_lab import LbSpec, ServerSpec, free_port
 from render.haproxy_cfg import Backend, HaproxySettings, health_host, render_haproxy_cfg
@@ -63,7 +64,7 @@ def planned_servers(lab: LabConfig, count: int | None = None) -> list[PlannedSer
     return result
 
 
-def gunicorn_server(server: PlannedServer, port: int, workers: int, health_path: str = "/healthz") -> ServerSpec:
+def gunicorn_server(server: PlannedServer, port: int, workers: int) -> ServerSpec:
     """Run the real web app under the real gunicorn config, bound to the server's loopback address."""
     return ServerSpec(
         name=server.name,
@@ -72,11 +73,9 @@ def gunicorn_server(server: PlannedServer, port: int, workers: int, health_path:
         port=port,
         argv=(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"),
         env={
+            **AppEnvironment(message=server.message, trusted_proxies=LB_HOST).as_env(),
             "BIND": f"{server.host}:{port}",
-            "MESSAGE": server.message,
-            "HEALTH_PATH": health_path,
             "WEB_CONCURRENCY": str(workers),
-            "FORWARDED_ALLOW_IPS": LB_HOST,
             "PYTHONDONTWRITEBYTECODE": "1",
         },
         cwd=WEBAPP_DIR,
@@ -98,9 +97,7 @@ def rehearsal_setup(
     binary = haproxy_bin or shutil.which("haproxy")
     if binary is None:
         raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
-    servers = [
-        gunicorn_server(s, free_port(s.host), workers, lab.haproxy.health_path) for s in planned_servers(lab, count)
-    ]
+    servers = [gunicorn_server(s, free_port(s.host), workers) for s in planned_servers(lab, count)]
     port, stats_port = free_port(LB_HOST), free_port(LB_HOST)
     password = secrets.token_urlsafe(18)
     settings = HaproxySettings(
@@ -108,7 +105,6 @@ def rehearsal_setup(
         stats_bind=f"{LB_HOST}:{stats_port}",
         servers=[Backend(s.name, f"{s.host}:{s.port}") for s in servers],
         balance=lab.haproxy.balance,
-        health_path=lab.haproxy.health_path,
         health_host=health_host(lab),
         stats_user=lab.haproxy.stats_user,
         stats_password=password,

@@ -32,7 +32,7 @@ def test_dev_stack_is_the_reports_plan() -> None:
         ("WEB2-SAM", "10.0.0.32", "Serveur 2"),
     ]
     assert (lab.vm_size.cores, lab.vm_size.memory_mb, lab.vm_size.disk_gb) == (2, 2048, 20)
-    assert (lab.haproxy.balance, lab.haproxy.health_path, lab.haproxy.stats_port) == ("roundrobin", "/healthz", 8404)
+    assert (lab.haproxy.balance, lab.haproxy.stats_port) == ("roundrobin", 8404)
 
 
 def test_defaults_fill_the_optional_sections() -> None:
@@ -96,14 +96,8 @@ BAD = [
     ("webServers.1.vmId", 131, "haproxy-lab:webServers[1].vmId: 131 is already used by webServers[0]"),
     ("webServers", [], "haproxy-lab:webServers: is empty; expected a list of at least one {name, ip, message}"),
     ("webServers", {"name": "WEB1-SAM"}, "haproxy-lab:webServers: is a dict; expected a list"),
+    ("haproxy.healthPath", "/healthz", "haproxy-lab:haproxy.healthPath: is no longer a setting"),
     ("haproxy.balance", "weighted", "haproxy-lab:haproxy.balance: 'weighted' is not a balance algorithm"),
-    ("haproxy.healthPath", "healthz", "haproxy-lab:haproxy.healthPath: 'healthz' has a character or form"),
-    ("haproxy.healthPath", "/health check", "haproxy-lab:haproxy.healthPath: '/health check' has a character"),
-    ("haproxy.healthPath", '/h"z', "haproxy-lab:haproxy.healthPath"),
-    ("haproxy.healthPath", "/h'z", 'haproxy-lab:haproxy.healthPath: "/h\'z" has a character'),
-    ("haproxy.healthPath", "/x;reboot", "haproxy-lab:haproxy.healthPath: '/x;reboot' has a character"),
-    ("haproxy.healthPath", "/$(id)", "haproxy-lab:haproxy.healthPath: '/$(id)' has a character"),
-    ("haproxy.healthPath", "/ok\nhttp-check expect status 500", "haproxy-lab:haproxy.healthPath"),
     ("webServers.0.name", "WEB1;reboot", "haproxy-lab:webServers[0].name: 'WEB1;reboot' has a character"),
     ("haproxy.statsPort", 80, "haproxy-lab:haproxy.statsPort: 80 is also haproxy.frontendPort"),
     ("haproxy.statsPort", 70000, "haproxy-lab:haproxy.statsPort: 70000 is outside 1..65535"),

@@ -24,6 +24,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plan.app_contract import CONTAINER_PORT, HEALTH_PATH
 from plan.model import WebServer
 from render import webapp as wb
 from render.shipping import FILES_DIR
@@ -166,11 +167,9 @@ def _args(keyword: str) -> list[str]:
 
 
 def _healthcheck_command() -> list[str]:
-    (healthcheck,) = _args("HEALTHCHECK")
-    _, _, command = healthcheck.partition(" CMD ")
-    parsed = json.loads(command)
-    assert isinstance(parsed, list), "HEALTHCHECK CMD must be exec form (a JSON array)"
-    return [str(part) for part in parsed]
+    """The container's health check, as compose runs it (the Dockerfile has none: compose's is the one)."""
+    assert not _args("HEALTHCHECK"), "the health check is defined once, in compose.yaml"
+    return list(wb.HEALTHCHECK_COMMAND)
 
 
 def _dockerfile_env() -> dict[str, str]:
@@ -206,7 +205,7 @@ def test_dockerfile_base_user_and_command() -> None:
     uid = user.partition(":")[0]
     assert uid.isdigit(), f"USER {user} must be a numeric uid"
     assert int(uid) >= 1000, f"USER {user} must not be root or a system uid"
-    assert _args("EXPOSE") == [str(wb.CONTAINER_PORT)]
+    assert _args("EXPOSE") == [str(CONTAINER_PORT)]
     assert _args("CMD") == ['["gunicorn", "-c", "gunicorn.conf.py", "app:app"]']
     env = _dockerfile_env()
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
@@ -237,15 +236,13 @@ def test_dockerfile_copies_exactly_the_shipped_files() -> None:
 
 
 def test_healthcheck_hits_the_apps_health_route_on_its_port() -> None:
-    """The HEALTHCHECK URL is the app's /healthz on gunicorn's default bind port, as compose's check."""
+    """The health check URL is the contract's path on the server's default bind port."""
     command = _healthcheck_command()
-    assert command == list(wb.HEALTHCHECK_COMMAND)
     (url,) = re.findall(r"http://[^'\"]+", command[-1])
-    assert url == f"http://127.0.0.1:{wb.CONTAINER_PORT}{wb.HEALTH_PATH}"
-    assert wb.HEALTH_PATH == "/healthz"
+    assert url == f"http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}"
 
     conf = _run_python(f"import runpy; print(runpy.run_path({str(WEBAPP / 'gunicorn.conf.py')!r})['bind'])", {})
-    assert conf.strip() == f"0.0.0.0:{wb.CONTAINER_PORT}"
+    assert conf.strip() == f"0.0.0.0:{CONTAINER_PORT}"
     routes = _run_python(
         "import app; c = app.app.test_client(); r = c.get('/healthz'); print(r.status_code)", {"MESSAGE": "m"}
     )
@@ -395,7 +392,6 @@ def test_compose_resolves_message_exactly(server: WebServer, compose_bin: str, t
     assert printed.replace("$$", "$") == server.message
     assert config["services"]["web"]["environment"] == {
         "MESSAGE": printed,
-        "HEALTH_PATH": "/healthz",
         "FORWARDED_ALLOW_IPS": "127.0.0.1",
     }
 
@@ -475,14 +471,16 @@ def test_message_round_trips_through_compose(message: str, compose_bin: str, tmp
 
 
 def test_bundle_holds_the_app_files_and_compose() -> None:
-    """What the web-server component ships: the five app files as on disk, plus this server's compose."""
+    """What the web-server component ships: the app files as on disk, this server's compose, and the
+    URL the deploy script polls on the VM (the contract's health path on the published port)."""
     server = SERVERS[2]
     bundle = wb.webapp_bundle(server)
     assert list(bundle) == sorted(bundle)
-    assert set(bundle) == {*wb.WEBAPP_FILES, "compose.yaml"}
+    assert set(bundle) == {*wb.WEBAPP_FILES, wb.COMPOSE_FILE, wb.HEALTH_URL_FILE}
     for name in wb.WEBAPP_FILES:
         assert bundle[name] == (WEBAPP / name).read_text(encoding="utf-8")
     assert bundle["compose.yaml"] == wb.render_compose(server)
+    assert bundle[wb.HEALTH_URL_FILE] == f"http://127.0.0.1:80{HEALTH_PATH}\n"
 
 
 def test_bundle_is_byte_identical_across_runs() -> None:

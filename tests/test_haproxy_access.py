@@ -63,7 +63,6 @@ def lb(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningLb]:
         # No server listens there: an admitted client gets HAProxy's own 503, a refused one gets nothing.
         servers=[Backend("WEB1-SAM", f"127.0.0.31:{free_port('127.0.0.31')}")],
         balance="roundrobin",
-        health_path="/healthz",
         health_host="haproxy-sam.mvgroup.local",
         stats_user="admin",
         stats_password=PASSWORD,

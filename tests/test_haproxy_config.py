@@ -79,7 +79,6 @@ def loopback_settings(password: str = PASSWORD, **changes: object) -> HaproxySet
         stats_bind="127.0.0.30:18404",
         servers=[Backend("WEB1-SAM", "127.0.0.31:18081"), Backend("WEB2-SAM", "127.0.0.32:18082")],
         balance="roundrobin",
-        health_path="/healthz",
         health_host="haproxy-sam.mvgroup.local",
         stats_user="admin",
         stats_password=password,
@@ -184,14 +183,6 @@ def test_every_balance_algorithm_renders_and_parses(dev: LabConfig, balance: str
     assert_valid_everywhere(cfg, tmp_path)
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/", "/status/ready?full=1", "/a.b_c~d%20e-f/?x=1&y=z"])
-def test_health_paths_are_quoted_and_parse(dev: LabConfig, path: str, tmp_path: Path) -> None:
-    lab = dataclasses.replace(dev, haproxy=dataclasses.replace(dev.haproxy, health_path=path))
-    cfg = render_lab_haproxy_cfg(lab, PASSWORD)
-    assert f"uri {quote_haproxy_word(path)} ver HTTP/1.1" in cfg
-    assert_valid_everywhere(cfg, tmp_path)
-
-
 def test_dev_stack_and_rehearsal_variants_pass_haproxy_check(dev: LabConfig, tmp_path: Path) -> None:
     assert_valid_everywhere(render_lab_haproxy_cfg(dev, PASSWORD), tmp_path)
     assert_valid_everywhere(render_haproxy_cfg(loopback_settings()), tmp_path)
@@ -224,27 +215,8 @@ def test_hostile_passwords_keep_the_config_valid(dev: LabConfig, password: str, 
 # --- refusals ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("balance", ["round-robin", "ROUNDROBIN", "", "roundrobin\n    stats admin if TRUE", "uri"])
-def test_unknown_balance_is_refused(balance: str) -> None:
-    with pytest.raises(ValueError, match="balance"):
-        render_haproxy_cfg(loopback_settings(balance=balance))
-
-
-@pytest.mark.parametrize(
-    "path", ["", "healthz", "/with space", "/hash#frag", '/quote"', "/new\nline", "/" + "a" * 300, "/$HOME"]
-)
-def test_bad_health_path_is_refused(path: str) -> None:
-    with pytest.raises(ValueError, match="health path"):
-        render_haproxy_cfg(loopback_settings(health_path=path))
-
-
-def test_lab_renderer_refuses_bad_values_the_model_would_have_caught(dev: LabConfig) -> None:
-    bad_balance = dataclasses.replace(dev, haproxy=dataclasses.replace(dev.haproxy, balance="fastest"))
-    with pytest.raises(ValueError, match="balance"):
-        render_lab_haproxy_cfg(bad_balance, PASSWORD)
-    bad_path = dataclasses.replace(dev, haproxy=dataclasses.replace(dev.haproxy, health_path="/x y"))
-    with pytest.raises(ValueError, match="health path"):
-        render_lab_haproxy_cfg(bad_path, PASSWORD)
+def test_quoting_is_the_last_net_for_a_line_break(dev: LabConfig) -> None:
+    """The plan refuses control characters; should one reach the renderer, quoting still refuses it."""
     with pytest.raises(ValueError, match="control character"):
         render_lab_haproxy_cfg(dev, "two\nlines")
 
@@ -258,8 +230,6 @@ def test_lab_renderer_refuses_bad_values_the_model_would_have_caught(dev: LabCon
         ({"servers": [Backend("WEB1", "*:80")]}, "address"),
         ({"frontend_bind": "localhost"}, "frontend bind"),
         ({"stats_bind": "127.0.0.30:18080"}, "share"),
-        ({"stats_user": "ad min"}, "stats user"),
-        ({"client_cidr": "10.0.0.1/16"}, "client network"),
         ({"health_host": "bad host"}, "Host"),
         ({"log_target": "stderr format raw"}, "log target"),
     ],

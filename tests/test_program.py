@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from plan.app_contract import HEALTH_PATH
 from plan.stack_file import raw_project_config, stack_file
 from tests.pulumi_harness import (
     TEST_API_TOKEN,
@@ -408,13 +409,12 @@ def test_hostile_messages_travel_as_data_never_as_commands() -> None:
         assert "backend evil" not in cmd.inputs["create"], f"{cmd.name}: the message leaked into a command line"
 
 
-def test_a_custom_health_path_reaches_haproxy_and_the_app() -> None:
-    plan = dev_plan()
-    plan["haproxy"]["healthPath"] = "/status/ready"
-    run = evaluate(plan)
+def test_the_app_contract_reaches_haproxy_and_compose() -> None:
+    """haproxy.cfg checks the contract's health path; each compose file trusts X-Forwarded-For from the LB only."""
+    run = evaluate(dev_plan())
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
-    assert any("http-check send" in line and "/status/ready" in line for line in cfg.splitlines())
+    assert any("http-check send" in line and f"'{HEALTH_PATH}'" in line for line in cfg.splitlines())
     for host in ("web1-sam", "web2-sam"):
         environment = compose_of(run, host)["services"]["web"]["environment"]
-        assert environment["HEALTH_PATH"] == "/status/ready"
-        assert environment["FORWARDED_ALLOW_IPS"] == "10.0.0.30", "gunicorn trusts X-Forwarded-For from the LB only"
+        assert "HEALTH_PATH" not in environment
+        assert environment["FORWARDED_ALLOW_IPS"] == "10.0.0.30", "the server trusts X-Forwarded-For from the LB only"

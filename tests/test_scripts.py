@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from plan.app_contract import HEALTH_PATH
 from render.shipping import script_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -424,7 +425,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
     def do_GET(self) -> None:
-        code = self.status if self.path == "/healthz" else 404
+        code = self.status if self.path == HEALTH_PATH else 404
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -440,6 +441,7 @@ class Webapp:
     tmp: Path
     env: dict[str, str]
     handler: type[_Health]
+    health_url: str
 
     def source(self, version: str) -> Path:
         """A fresh SRC_DIR like the one the bundle step unpacks (private, removed by the script)."""
@@ -452,6 +454,7 @@ class Webapp:
             "Dockerfile": "FROM python:3.12-slim\n",
             ".dockerignore": "__pycache__\n",
             "compose.yaml": "services:\n  web:\n    build: .\n",
+            "health-url": f"{self.health_url}\n",
         }
         for name, text in files.items():
             (src / name).write_text(text)
@@ -484,10 +487,11 @@ def webapp(fakes: Fakes, tmp_path: Path) -> Iterator[Webapp]:
             "PATH": f"{web_bin}:/usr/sbin:/usr/bin:/sbin:/bin",
             "APP_DIR": str(app_dir),
             "DOCKER": "docker",
-            "HEALTH_URL": f"http://127.0.0.1:{server.server_address[1]}/healthz",
             "HEALTH_TIMEOUT": "2",
         }
-        yield Webapp(fakes=fakes, app_dir=app_dir, tmp=bundles, env=env, handler=handler)
+        # The URL to poll comes from the bundle's health-url file, as on the VM (render/webapp.py writes it).
+        url = f"http://127.0.0.1:{server.server_address[1]}{HEALTH_PATH}"
+        yield Webapp(fakes=fakes, app_dir=app_dir, tmp=bundles, env=env, handler=handler, health_url=url)
     finally:
         server.shutdown()
         server.server_close()
@@ -510,6 +514,15 @@ def test_deploy_first_run_installs_and_starts(webapp: Webapp) -> None:
     assert "healthy" in result.stdout
     assert not src.exists()
     assert sorted(p.name for p in webapp.app_dir.parent.iterdir()) == ["webapp"]
+
+
+def test_deploy_refuses_a_bundle_without_its_health_url(webapp: Webapp) -> None:
+    src = webapp.source("v1")
+    (src / "health-url").unlink()
+    result = webapp.deploy(src)
+    assert result.returncode == 2
+    assert "health-url" in result.stderr
+    assert webapp.compose_calls() == []
 
 
 def test_deploy_same_content_again_does_nothing(webapp: Webapp) -> None:

@@ -5,7 +5,8 @@
 #
 # Usage: deploy-webapp.sh SRC_DIR          (no stdin; run as root)
 #   SRC_DIR: a directory copied to the VM by the previous step (app.py,
-#   gunicorn.conf.py, requirements.txt, Dockerfile, .dockerignore, compose.yaml).
+#   gunicorn.conf.py, requirements.txt, Dockerfile, .dockerignore, compose.yaml,
+#   health-url: the URL to poll on this VM, one line).
 #   It is removed at the end, whatever the outcome.
 # Idempotent: when APP_DIR already holds the same files and the app is healthy,
 # compose is not run. Otherwise the files are copied into a fresh sibling
@@ -17,7 +18,7 @@
 # Environment (for tests; defaults are right for the VMs):
 #   APP_DIR         install directory (default /opt/haproxy-lab/webapp)
 #   DOCKER          docker CLI (default docker)
-#   HEALTH_URL      polled until HTTP 200 (default http://127.0.0.1/healthz)
+#   HEALTH_URL      polled until HTTP 200 (default: SRC_DIR/health-url)
 #   HEALTH_TIMEOUT  seconds to wait for it (default 60)
 #   COMPOSE_WAIT_TIMEOUT  compose --wait-timeout seconds (default 120)
 set -eu
@@ -29,7 +30,6 @@ fi
 SRC=$1
 APP_DIR=${APP_DIR:-/opt/haproxy-lab/webapp}
 DOCKER=${DOCKER:-docker}
-HEALTH_URL=${HEALTH_URL:-http://127.0.0.1/healthz}
 HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
 COMPOSE_WAIT_TIMEOUT=${COMPOSE_WAIT_TIMEOUT:-120}
 PROJECT=haproxy-lab-web
@@ -37,6 +37,13 @@ PROJECT=haproxy-lab-web
 if [ ! -d "$SRC" ] || [ ! -f "$SRC/compose.yaml" ] || [ ! -f "$SRC/Dockerfile" ]; then
     echo "$SRC is not a web app directory (no compose.yaml or Dockerfile)" >&2
     exit 2
+fi
+if [ -z "${HEALTH_URL:-}" ]; then
+    if [ ! -f "$SRC/health-url" ]; then
+        echo "$SRC has no health-url file and HEALTH_URL is not set" >&2
+        exit 2
+    fi
+    HEALTH_URL=$(head -n 1 "$SRC/health-url")
 fi
 src_abs=$(cd "$SRC" && pwd -P)
 case $src_abs in

@@ -11,18 +11,13 @@ import socket
 
 from flask import Flask, Response
 
-DEFAULT_HEALTH_PATH = "/healthz"
+# The path HAProxy checks; plan/app_contract.py holds the same value (a test checks they agree).
+HEALTH_PATH = "/healthz"
 
 
-def create_app(message: str | None = None, health_path: str | None = None) -> Flask:
-    """Build the app; the message defaults to $MESSAGE, else the host name (servers stay told apart).
-
-    The health endpoint answers on /healthz (the container's own HEALTHCHECK) and also on $HEALTH_PATH,
-    the path HAProxy is configured to check (`haproxy.healthPath`), so the two can never disagree.
-    """
+def create_app(message: str | None = None) -> Flask:
+    """Build the app; the message defaults to $MESSAGE, else the host name (servers stay told apart)."""
     text = message if message is not None else os.environ.get("MESSAGE") or socket.gethostname()
-    extra_health = health_path if health_path is not None else os.environ.get("HEALTH_PATH", DEFAULT_HEALTH_PATH)
-    extra_health = extra_health.split("?", 1)[0]  # HAProxy may send a query string; Flask routes on the path
     flask_app = Flask(__name__)
 
     @flask_app.get("/")
@@ -36,9 +31,7 @@ def create_app(message: str | None = None, health_path: str | None = None) -> Fl
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    flask_app.add_url_rule(DEFAULT_HEALTH_PATH, "healthz", healthz, methods=["GET"])
-    if extra_health not in (DEFAULT_HEALTH_PATH, "/"):
-        flask_app.add_url_rule(extra_health, "configured_health", healthz, methods=["GET"])
+    flask_app.add_url_rule(HEALTH_PATH, "healthz", healthz, methods=["GET"])
 
     return flask_app
 
