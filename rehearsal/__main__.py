@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 
 from plan.model import ConfigError
 from plan.stack_file import load_stack_file
@@ -24,6 +22,7 @@ from rehearsal import checks
 from rehearsal.checks import CheckResult
 from rehearsal.local_lab import LocalLab
 from rehearsal.plan import rehearsal_setup
+from rehearsal.progress import progress, stop_like_ctrl_c
 
 FIGURES_WIDTH = 88
 
@@ -91,20 +90,10 @@ def run_checks(
     return results
 
 
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def _raise_on_signal(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM/SIGHUP end the run like Ctrl-C, so every `finally` stops the processes."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the rehearsal; the exit status says whether every check passed."""
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_on_signal)
+    stop_like_ctrl_c()
     try:
         plan = load_stack_file(args.stack)
         setup = rehearsal_setup(plan, args.web_servers, haproxy_bin=args.haproxy, workers=args.workers)
@@ -114,15 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-rehearsal-"))
     ok = False
     try:
-        with LocalLab(setup.lb, setup.servers, workdir, _progress) as local_lab:
-            _progress(f"stack {args.stack}: {len(local_lab.servers)} web servers, logs in {workdir}")
+        with LocalLab(setup.lb, setup.servers, workdir, progress) as local_lab:
+            progress(f"stack {args.stack}: {len(local_lab.servers)} web servers, logs in {workdir}")
             try:
                 local_lab.start()
             except RuntimeError as error:
                 print(f"rehearsal: the lab did not start: {error}", file=sys.stderr)
                 return 2
             results = run_checks(
-                local_lab, balance=plan.haproxy.balance, drill_seconds=args.drill_seconds, progress=_progress
+                local_lab, balance=plan.haproxy.balance, drill_seconds=args.drill_seconds, progress=progress
             )
             print()
             print(format_table(results))

@@ -16,6 +16,7 @@ from typing import Literal
 
 from rehearsal.load import LoadResult, run_load, sequential
 from rehearsal.local_lab import LocalLab, basic_auth_header
+from rehearsal.progress import seconds
 
 ORDERED_BALANCES = ("roundrobin", "static-rr")
 STATE_TIMEOUT = 15.0
@@ -53,16 +54,12 @@ class DrillResult:
         passed = self.failed_after_fault == 0 and self.down_after is not None and self.up_after is not None
         figures = (
             f"{self.total} req, failed {self.failed} (after fault {self.failed_after_fault}); "
-            f"{self.server} DOWN after {_seconds(self.down_after)}, back UP {_seconds(self.up_after)}; "
+            f"{self.server} DOWN after {seconds(self.down_after)}, back UP {seconds(self.up_after)}; "
             f"slowest {self.slowest:.2f} s"
         )
         if self.errors:
             figures += f"; errors: {self.errors}"
         return CheckResult(name, passed, figures)
-
-
-def _seconds(value: float | None) -> str:
-    return "never" if value is None else f"{value:.2f} s"
 
 
 def _is_down(status: str | None) -> bool:
@@ -129,7 +126,7 @@ def failover(local_lab: LocalLab, index: int = 0) -> CheckResult:
     down_after = local_lab.wait_states(lambda states: _is_down(states.get(name)), STATE_TIMEOUT)
     answers = [o.body if o.ok else f"<{o.error}>" for o in outcomes]
     passed = all(o.ok for o in outcomes) and message not in answers and down_after is not None
-    figures = f"{name} stopped: {_abbreviate(answers)}; marked DOWN {_seconds(down_after)} after the requests"
+    figures = f"{name} stopped: {_abbreviate(answers)}; marked DOWN {seconds(down_after)} after the requests"
     return CheckResult("failover", passed, figures)
 
 
@@ -160,7 +157,7 @@ def recovery(local_lab: LocalLab, index: int = 0, balance: str = "roundrobin") -
             break
     passed = up_after is not None and all_ok and message in answers and ordered
     rotation = f"strict rotation again after {len(answers)} requests" if ordered else "no strict rotation"
-    figures = f"{name} restarted, UP {_seconds(up_after)} after start; {rotation}: {_abbreviate(answers)}"
+    figures = f"{name} restarted, UP {seconds(up_after)} after start; {rotation}: {_abbreviate(answers)}"
     return CheckResult("recovery", passed, figures)
 
 

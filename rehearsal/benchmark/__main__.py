@@ -11,7 +11,6 @@ import argparse
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from plan.stack_file import load_stack_file
 from rehearsal.benchmark.baseline import baseline_setup
@@ -28,6 +26,7 @@ from rehearsal.checks import DrillResult, fault_drill
 from rehearsal.load import FAIL_AFTER
 from rehearsal.local_lab import LocalLab
 from rehearsal.plan import RehearsalSetup, rehearsal_setup
+from rehearsal.progress import progress, seconds, stop_like_ctrl_c
 
 GOAL_DOWN = 1.0
 GOAL_UP = 2.0
@@ -46,10 +45,6 @@ class SetupFigures:
     single_server: Throughput
 
 
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def single_server_throughput(label: str, setup: RehearsalSetup, *, seconds: float, use_wrk: bool) -> Throughput:
     """Throughput with one web server behind the load balancer: what one server carries.
 
@@ -59,9 +54,9 @@ def single_server_throughput(label: str, setup: RehearsalSetup, *, seconds: floa
     """
     workdir = Path(tempfile.mkdtemp(prefix=f"haproxy-lab-bench-{label}-1-"))
     try:
-        with LocalLab(setup.lb, setup.servers, workdir, _progress) as local_lab:
+        with LocalLab(setup.lb, setup.servers, workdir, progress) as local_lab:
             local_lab.start()
-            _progress(f"{label}: one web server, 32 connections for {seconds:g} s")
+            progress(f"{label}: one web server, 32 connections for {seconds:g} s")
             return measure(local_lab.lb.host, local_lab.lb.port, seconds=seconds, use_wrk=use_wrk)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -80,23 +75,19 @@ def measure_setup(
     then the one-server setup's throughput."""
     workdir = Path(tempfile.mkdtemp(prefix=f"haproxy-lab-bench-{label}-"))
     try:
-        with LocalLab(setup.lb, setup.servers, workdir, _progress) as local_lab:
+        with LocalLab(setup.lb, setup.servers, workdir, progress) as local_lab:
             local_lab.start()
-            _progress(f"{label}: throughput, 32 connections for {throughput_seconds:g} s")
+            progress(f"{label}: throughput, 32 connections for {throughput_seconds:g} s")
             throughput = measure(local_lab.lb.host, local_lab.lb.port, seconds=throughput_seconds, use_wrk=use_wrk)
-            _progress(f"{label}: {throughput.ok_per_second:.0f} req/s; crash drill ({drill_seconds:g} s)")
+            progress(f"{label}: {throughput.ok_per_second:.0f} req/s; crash drill ({drill_seconds:g} s)")
             crash = fault_drill(local_lab, 1, "crash", seconds=drill_seconds)
-            _progress(f"{label}: crash drill: {crash.check('crash').figures}; hang drill ({drill_seconds:g} s)")
+            progress(f"{label}: crash drill: {crash.check('crash').figures}; hang drill ({drill_seconds:g} s)")
             hang = fault_drill(local_lab, 0, "hang", seconds=drill_seconds)
-            _progress(f"{label}: hang drill: {hang.check('hang').figures}")
+            progress(f"{label}: hang drill: {hang.check('hang').figures}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     single_server = single_server_throughput(label, single, seconds=throughput_seconds, use_wrk=use_wrk)
     return SetupFigures(label, throughput, crash, hang, single_server)
-
-
-def _s(value: float | None) -> str:
-    return "never" if value is None else f"{value:.2f} s"
 
 
 def _failed(drill: DrillResult) -> str:
@@ -133,22 +124,22 @@ def figures_table(ours: SetupFigures, report: SetupFigures) -> tuple[str, bool]:
         ),
         (
             "time to mark a dead (SIGKILLed) server DOWN",
-            _s(ours.crash.down_after),
-            _s(report.crash.down_after),
+            seconds(ours.crash.down_after),
+            seconds(report.crash.down_after),
             f"<= {GOAL_DOWN:g} s",
             ours.crash.down_after is not None and ours.crash.down_after <= GOAL_DOWN,
         ),
         (
             "time for a restarted server to be back UP (from its start)",
-            _s(ours.crash.up_after),
-            _s(report.crash.up_after),
+            seconds(ours.crash.up_after),
+            seconds(report.crash.up_after),
             f"<= {GOAL_UP:g} s",
             ours.crash.up_after is not None and ours.crash.up_after <= GOAL_UP,
         ),
         (
             "time to mark a frozen (SIGSTOPped) server DOWN",
-            _s(ours.hang.down_after),
-            _s(report.hang.down_after),
+            seconds(ours.hang.down_after),
+            seconds(report.hang.down_after),
             "(figure)",
             True,
         ),
@@ -190,10 +181,6 @@ def _haproxy_version(binary: str) -> str:
     return result.stdout.splitlines()[0] if result.stdout else "unknown"
 
 
-def _raise_on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run both setups one after the other and print the figures; exit 1 when a goal is missed."""
     parser = argparse.ArgumentParser(prog="python -m rehearsal.benchmark", description=__doc__)
@@ -210,8 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 8.0 <= args.drill_seconds <= 60.0 or not 1.0 <= args.throughput_seconds <= 30.0:
         parser.error("--drill-seconds must be 8..60 (the report needs ~6 s to notice) and --throughput-seconds 1..30")
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_on_signal)
+    stop_like_ctrl_c()
     command = "python -m rehearsal.benchmark" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
     ours_setup = rehearsal_setup(load_stack_file("dev"), 2, haproxy_bin=args.haproxy, workers=args.workers)
     report_setup = baseline_setup(args.haproxy)
