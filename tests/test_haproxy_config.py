@@ -7,7 +7,6 @@ run, nor that a hostile password still authenticates exactly as typed.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import signal
 import subprocess
@@ -18,8 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plan.model import LabConfig, WebServer
-from plan.stack_file import load_stack_file
+from plan.model import LabConfig
 from plan.values import BALANCE_ALGORITHMS
 from rehearsal.local_lab import basic_auth_header, free_port
 from render.haproxy_cfg import (
@@ -32,6 +30,7 @@ from render.haproxy_cfg import (
 )
 from tests.haproxy_binaries import all_haproxies, haproxy26
 from tests.http_probe import get_when_listening
+from tests.plans import lab_with_servers
 
 PASSWORD = "s3cret-Pass"
 StartHaproxy = Callable[[str, str], int]  # (binary, password) -> stats port
@@ -56,20 +55,6 @@ HOSTILE_PASSWORDS = [
     "tab-free ünïcødé ✓",
     "a'b\"c#d$e\\f g",
 ]
-
-
-@pytest.fixture(scope="module")
-def dev() -> LabConfig:
-    return load_stack_file("dev")
-
-
-def with_servers(lab: LabConfig, count: int) -> LabConfig:
-    """The dev plan with `count` web servers named WEB<i>-SAM at 10.0.0.(31+i) (config data only)."""
-    servers = tuple(
-        WebServer(name=f"WEB{i + 1}-SAM", ip=ipaddress.IPv4Address(f"10.0.0.{31 + i}"), message=f"Serveur {i + 1}")
-        for i in range(count)
-    )
-    return dataclasses.replace(lab, web_servers=servers)
 
 
 def loopback_settings(password: str = PASSWORD, **changes: object) -> HaproxySettings:
@@ -168,7 +153,7 @@ def test_never_the_old_httpchk_form(dev: LabConfig) -> None:
 
 @pytest.mark.parametrize("count", [1, 3, 10])
 def test_one_server_line_per_web_server(dev: LabConfig, count: int, tmp_path: Path) -> None:
-    lab = with_servers(dev, count)
+    lab = lab_with_servers(count)
     cfg = render_lab_haproxy_cfg(lab, PASSWORD)
     server_lines = [line.strip() for line in cfg.splitlines() if line.strip().startswith("server ")]
     assert server_lines == [f"server WEB{i + 1}-SAM 10.0.0.{31 + i}:80" for i in range(count)]

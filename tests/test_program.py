@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import itertools
 import json
@@ -14,7 +13,7 @@ import pytest
 import yaml
 
 from plan.app_contract import HEALTH_PATH
-from plan.stack_file import raw_project_config, stack_file
+from tests.plans import dev_raw, raw_with_servers
 from tests.pulumi_harness import (
     TEST_API_TOKEN,
     TEST_PRIVATE_KEY,
@@ -37,18 +36,6 @@ OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
 pytestmark = pytest.mark.timeout(120)
 
 
-def dev_plan() -> dict[str, Any]:
-    return copy.deepcopy(raw_project_config(stack_file("dev")))
-
-
-def plan_with_servers(count: int) -> dict[str, Any]:
-    plan = dev_plan()
-    plan["webServers"] = [
-        {"name": f"WEB{i}-SAM", "ip": f"10.0.0.{30 + i}", "message": f"Serveur {i}"} for i in range(1, count + 1)
-    ]
-    return plan
-
-
 def evaluate(plan: dict[str, Any], **kwargs: Any) -> Run:
     config, secret_keys = stack_config(plan, **kwargs)
     return run_program(config, secret_keys)
@@ -56,7 +43,7 @@ def evaluate(plan: dict[str, Any], **kwargs: Any) -> Run:
 
 @pytest.fixture(scope="module")
 def dev_run() -> Run:
-    return evaluate(dev_plan())
+    return evaluate(dev_raw())
 
 
 def vm_named(run: Run, name: str) -> Registered:
@@ -132,7 +119,7 @@ def test_the_cloud_image_is_downloaded_once_for_all_vms(dev_run: Run) -> None:
 
 
 def test_a_template_vm_id_clones_instead_of_downloading() -> None:
-    plan = dev_plan()
+    plan = dev_raw()
     plan["proxmox"]["templateVmId"] = 9000
     run = evaluate(plan)
     assert run.of_type(IMAGE) == []
@@ -256,7 +243,7 @@ def test_firewall_lets_only_the_load_balancer_reach_the_web_servers(dev_run: Run
 
 @pytest.mark.parametrize("count", [1, 4])
 def test_any_number_of_web_servers(count: int) -> None:
-    run = evaluate(plan_with_servers(count))
+    run = evaluate(raw_with_servers(count))
     assert len(run.of_type(VM)) == count + 1
     assert run.exports["webServers"] == {f"WEB{i}-SAM": f"10.0.0.{30 + i}" for i in range(1, count + 1)}
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
@@ -287,11 +274,11 @@ def _comparable(run: Run) -> str:
 
 
 def test_two_evaluations_give_identical_inputs(dev_run: Run) -> None:
-    assert _comparable(evaluate(dev_plan())) == _comparable(dev_run)
+    assert _comparable(evaluate(dev_raw())) == _comparable(dev_run)
 
 
 def _bad(mutate: Any) -> dict[str, Any]:
-    plan = dev_plan()
+    plan = dev_raw()
     mutate(plan)
     return plan
 
@@ -385,7 +372,7 @@ def test_missing_or_plain_secrets_are_refused_with_the_command_to_fix_them(
 ) -> None:
     for variable in ("PROXMOX_VE_API_TOKEN", "PROXMOX_VE_USERNAME", "PROXMOX_VE_PASSWORD"):
         monkeypatch.delenv(variable, raising=False)
-    config, secret_keys = stack_config(dev_plan(), secrets=secrets, plain=plain)
+    config, secret_keys = stack_config(dev_raw(), secrets=secrets, plain=plain)
     run = Run()
     with pytest.raises(Exception, match="invalid stack configuration") as caught:
         run_program(config, secret_keys, run=run)
@@ -395,7 +382,7 @@ def test_missing_or_plain_secrets_are_refused_with_the_command_to_fix_them(
 
 def test_hostile_messages_travel_as_data_never_as_commands() -> None:
     hostile = "Serveur 1'; rm -rf / #\" $(id) `id` ${HOME} && backend evil"
-    plan = dev_plan()
+    plan = dev_raw()
     plan["webServers"][0]["message"] = hostile
     run = evaluate(plan)
     deploy = commands_of(run, "haproxy-lab-web1-sam")["deploy-webapp"]
@@ -411,7 +398,7 @@ def test_hostile_messages_travel_as_data_never_as_commands() -> None:
 
 def test_the_app_contract_reaches_haproxy_and_compose() -> None:
     """haproxy.cfg checks the contract's health path; each compose file trusts X-Forwarded-For from the LB only."""
-    run = evaluate(dev_plan())
+    run = evaluate(dev_raw())
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     assert any("http-check send" in line and f"'{HEALTH_PATH}'" in line for line in cfg.splitlines())
     for host in ("web1-sam", "web2-sam"):

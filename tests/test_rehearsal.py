@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from plan.model import LabConfig
-from plan.stack_file import load_stack_file
 from rehearsal import checks
 from rehearsal.__main__ import format_table
 from rehearsal.checks import CheckResult
@@ -29,11 +28,6 @@ from rehearsal.plan import planned_servers, rehearsal_setup
 
 REPO = Path(__file__).resolve().parent.parent
 DRILL_SECONDS = 5.0
-
-
-@pytest.fixture(scope="module")
-def dev() -> LabConfig:
-    return load_stack_file("dev")
 
 
 def group_alive(pgid: int) -> bool:

@@ -9,7 +9,6 @@ temporary directories and a local HTTP server on 127.0.0.1.
 from __future__ import annotations
 
 import http.server
-import os
 import shutil
 import subprocess
 import sys
@@ -600,11 +599,6 @@ def test_deploy_rejects_a_directory_without_compose_file(webapp: Webapp) -> None
     assert result.returncode == 2
     assert webapp.compose_calls() == []
     assert not webapp.app_dir.exists()
-
-
-def test_dash_is_available() -> None:
-    assert shutil.which("dash"), "the scripts are run with dash, Ubuntu's /bin/sh"
-    assert os.access(SCRIPTS, os.R_OK)
 
 
 # --- tools/build-haproxy3.sh ------------------------------------------------------------------

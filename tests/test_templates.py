@@ -12,10 +12,6 @@ from render.shipping import FILES_DIR, render, sha256_hex
 TEMPLATES = sorted(path.relative_to(FILES_DIR).as_posix() for path in FILES_DIR.rglob("*.j2"))
 
 
-def test_templates_are_found() -> None:
-    assert "haproxy.cfg.j2" in TEMPLATES
-
-
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_a_missing_variable_is_an_error(template: str) -> None:
     with pytest.raises(jinja2.UndefinedError):
@@ -30,6 +26,5 @@ def test_the_lab_config_renders_with_every_variable_given() -> None:
 
 
 def test_content_hashes_are_stable_and_unambiguous() -> None:
-    assert sha256_hex("abc") == sha256_hex("abc")
     assert sha256_hex("ab", "c") != sha256_hex("a", "bc"), "part boundaries are part of the hash"
     assert sha256_hex("abc") != sha256_hex("abd")

@@ -49,9 +49,3 @@ def test_stack_file_holds_no_secret() -> None:
     for key in ("haproxy-lab:sshPrivateKey", "haproxy-lab:statsPassword", "proxmoxve:apiToken"):
         assert key not in config, f"{key} belongs in `pulumi config set --secret`, not in the stack file"
     assert "PRIVATE KEY" not in (REPO / "Pulumi.dev.yaml").read_text(encoding="utf-8")
-
-
-def test_project_name_is_haproxy_lab() -> None:
-    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text(encoding="utf-8"))
-    assert project["name"] == "haproxy-lab"
-    assert project["runtime"]["name"] == "python"
