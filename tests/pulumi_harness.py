@@ -8,6 +8,7 @@ the engine would see them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import runpy
 from collections.abc import Callable, Iterator, Mapping
@@ -45,6 +46,10 @@ class Registered:
     custom: bool
     dependencies: list[str]
     inputs: dict[str, Any]
+    delete_before_replace: bool = False
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    replace_with: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +71,11 @@ class Run:
         return next(r for r in self.resources if r.urn == urn)
 
 
+def sha256_of(value: Any) -> str:
+    """A stable hash of a (possibly secret-wrapped) input object."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def unwrap(value: Any) -> Any:
     """The plain value of a possibly-secret input."""
     return rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value
@@ -75,18 +85,36 @@ def is_secret(value: Any) -> bool:
     return bool(rpc.is_rpc_secret(value))
 
 
-class _Mocks(pulumi.runtime.Mocks):
-    """Outputs = inputs, plus the ids Proxmox would give (vmId, file volume ids)."""
+def mock_mac_address(vm_name: str, generation: int) -> str:
+    """The MAC address Proxmox would generate for one instance of a VM (a new one per re-creation)."""
+    digest = hashlib.sha256(f"{vm_name}#{generation}".encode()).digest()
+    return ":".join(f"{octet:02X}" for octet in (0xBC, 0x24, 0x11, *digest[:3]))
 
-    def __init__(self) -> None:
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Outputs = inputs, plus what Proxmox and the command provider would generate: vmIds, file volume
+    ids, a MAC address per VM instance (`recreated` names VMs that are new instances in this run), and
+    a remote command id per create (like pulumi-command's random id: it changes when the command is
+    replaced, i.e. when its inputs change)."""
+
+    def __init__(self, recreated: frozenset[str] = frozenset()) -> None:
         self._next_vm_id = 9000
+        self._recreated = recreated
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         resource_id = f"{args.name}-id"
-        if args.typ == "proxmoxve:index/vmLegacy:VmLegacy" and state.get("vmId") is None:
-            self._next_vm_id += 1
-            state["vmId"] = self._next_vm_id
+        if args.typ == "proxmoxve:index/vmLegacy:VmLegacy":
+            if state.get("vmId") is None:
+                self._next_vm_id += 1
+                state["vmId"] = self._next_vm_id
+            generation = 2 if args.name in self._recreated else 1
+            state["networkDevices"] = [
+                {**device, "macAddress": mock_mac_address(args.name, generation)}
+                for device in state.get("networkDevices", [])
+            ]
+        if args.typ == "command:remote:Command":
+            resource_id = f"{args.name}-{sha256_of(args.inputs)[:8]}"
         if args.typ == "proxmoxve:download/file:File":
             resource_id = f"{state['datastoreId']}:import/{state['fileName']}"
         if args.typ == "proxmoxve:index/fileLegacy:FileLegacy":
@@ -114,6 +142,14 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     custom=bool(request.custom),
                     dependencies=list(request.dependencies),
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    custom_timeouts={
+                        kind: value
+                        for kind in ("create", "update", "delete")
+                        if (value := getattr(request.customTimeouts, kind))
+                    },
+                    replace_with=list(request.replace_with),
+                    replace_on_changes=list(request.replaceOnChanges),
                 )
             )
         return response
@@ -170,15 +206,18 @@ def run_program(
     secret_keys: list[str],
     program: Callable[[], None] | None = None,
     run: Run | None = None,
+    recreated: frozenset[str] = frozenset(),
+    stack: str = "dev",
 ) -> Run:
     """Evaluate __main__.py (or `program`) under mocks with this config; return what it registered.
 
     Exports come back resolved; a secret export as {"secret": value}. Pass `run` to see what was
-    registered even when the program raises.
+    registered even when the program raises. `recreated`: names of VM resources that come back as new
+    instances (a new MAC address), as after a re-creation.
     """
     run = Run() if run is None else run
-    mocks = _Mocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="dev", preview=False, monitor=_RecordingMonitor(mocks, run))
+    mocks = _Mocks(recreated)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(mocks, run))
     pulumi.runtime.set_all_config(dict(config), secret_keys)
 
     def main() -> None:
