@@ -39,16 +39,19 @@ class Network:
 
 @dataclass(frozen=True, kw_only=True)
 class Host:
-    """One VM of the plan: its hostname, static address and optional fixed Proxmox VM id."""
+    """One VM of the plan: its hostname, static address, optional fixed Proxmox VM id, and optional
+    resource key (set it to keep a renamed host's resources: see the README's "Updates")."""
 
     name: str
     ip: ipaddress.IPv4Address
     vm_id: int | None = None
+    resource_key: str | None = None
 
     @property
     def key(self) -> str:
-        """A stable, lower-case token for resource names (hostnames are case-insensitive)."""
-        return self.name.lower()
+        """The stable, lower-case token in this host's resource names: the configured `key`, else the
+        hostname in lower case (hostnames are case-insensitive)."""
+        return self.resource_key or self.name.lower()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +70,11 @@ class Proxmox:
     image_datastore: str
     snippets_datastore: str
     image_url: str
+    image_checksum: str | None
+    """Lower-case SHA-256 hex the downloaded image must match, or None (not verified)."""
     template_vm_id: int | None
+    boot_disk: str
+    """The interface of the disk the VM boots from (the template's, when cloning): virtio0, scsi0..."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,7 +51,7 @@ def _parse_network(
 
 def _parse_host(r: v.Reader, raw_any: Any, key: str, *, web: bool) -> Host | None:
     raw = r.mapping(raw_any, key)
-    known = ("name", "ip", "vmId", "message") if web else ("name", "ip", "vmId")
+    known = ("name", "ip", "vmId", "key", "message") if web else ("name", "ip", "vmId", "key")
     r.unknown_keys(raw, key, known)
     name = r.value(
         raw, key, "name", v.hostname, "a hostname: 1-63 letters, digits or '-', not starting or ending with '-'"
@@ -62,12 +62,23 @@ def _parse_host(r: v.Reader, raw_any: Any, key: str, *, web: bool) -> Host | Non
         if raw.get("vmId") is not None
         else None
     )
+    resource_key = (
+        r.value(
+            raw,
+            key,
+            "key",
+            v.text(v.RESOURCE_KEY, 63),
+            "the resource key to keep (1-63 lower-case letters, digits or '-'), e.g. the old name in lower case",
+        )
+        if raw.get("key") is not None
+        else None
+    )
     if not web:
-        return None if name is None or ip is None else Host(name=name, ip=ip, vm_id=vm_id)
+        return None if name is None or ip is None else Host(name=name, ip=ip, vm_id=vm_id, resource_key=resource_key)
     message = r.value(raw, key, "message", v.message, "the text `GET /` answers, up to 200 printable characters")
     if name is None or ip is None or message is None:
         return None
-    return WebServer(name=name, ip=ip, vm_id=vm_id, message=message)
+    return WebServer(name=name, ip=ip, vm_id=vm_id, resource_key=resource_key, message=message)
 
 
 def _check_hosts(
@@ -79,6 +90,7 @@ def _check_hosts(
     """Cross-checks: addresses inside the network, not reserved, and nothing used twice."""
     seen_ips: dict[ipaddress.IPv4Address, str] = {}
     seen_names: dict[str, str] = {}
+    seen_keys: dict[str, str] = {}
     seen_ids: dict[int, str] = {}
     for key, host in hosts:
         if cidr is not None:
@@ -93,13 +105,23 @@ def _check_hosts(
         if host.ip in seen_ips:
             r.fail(f"{key}.ip", f"{host.ip} is already used by {seen_ips[host.ip]}", "a different address for each VM")
         seen_ips.setdefault(host.ip, key)
-        if host.key in seen_names:
+        duplicate_name = host.name.lower() in seen_names
+        if duplicate_name:
             r.fail(
                 f"{key}.name",
-                f"{host.name!r} is already used by {seen_names[host.key]}",
+                f"{host.name!r} is already used by {seen_names[host.name.lower()]}",
                 "a different name for each VM (names are case-insensitive)",
             )
-        seen_names.setdefault(host.key, key)
+        seen_names.setdefault(host.name.lower(), key)
+        # One resource key for two hosts would give them the same resource names (a duplicate name is
+        # already reported above when both keys are the default).
+        if host.key in seen_keys and not (duplicate_name and host.resource_key is None):
+            r.fail(
+                f"{key}.key",
+                f"{host.key!r} is already the resource key of {seen_keys[host.key]}",
+                "a key of its own (a host's key defaults to its name in lower case)",
+            )
+        seen_keys.setdefault(host.key, key)
         if host.vm_id is not None:
             if host.vm_id in seen_ids:
                 r.fail(f"{key}.vmId", f"{host.vm_id} is already used by {seen_ids[host.vm_id]}", "a different VM id")
@@ -108,7 +130,16 @@ def _check_hosts(
 
 def _parse_proxmox(r: v.Reader, raw_any: Any) -> Proxmox | None:
     raw = r.mapping(raw_any, "proxmox")
-    known = ("node", "vmDatastore", "imageDatastore", "snippetsDatastore", "imageUrl", "templateVmId")
+    known = (
+        "node",
+        "vmDatastore",
+        "imageDatastore",
+        "snippetsDatastore",
+        "imageUrl",
+        "imageChecksum",
+        "templateVmId",
+        "bootDisk",
+    )
     r.unknown_keys(raw, "proxmox", known)
     ident = v.text(v.PROXMOX_ID, 64)
     node = r.value(raw, "proxmox", "node", ident, "the Proxmox node name, e.g. pve")
@@ -123,12 +154,38 @@ def _parse_proxmox(r: v.Reader, raw_any: Any) -> Proxmox | None:
         "an http(s) URL of an Ubuntu 24.04 cloud image ending in .img or .qcow2",
         v.DEFAULT_IMAGE_URL,
     )
+    checksum = (
+        r.value(
+            raw,
+            "proxmox",
+            "imageChecksum",
+            v.text(v.SHA256_HEX, 64),
+            "the image's SHA-256 as 64 hex digits, from the SHA256SUMS file next to imageUrl",
+        )
+        if raw.get("imageChecksum") is not None
+        else None
+    )
     template = (
         r.value(raw, "proxmox", "templateVmId", v.vm_id, "the VM id of a cloud-init-ready template, or none", None)
         if raw.get("templateVmId") is not None
         else None
     )
-    if node is None or vm_ds is None or image_ds is None or snip_ds is None or url is None:
+
+    def boot_disk(value: Any) -> str:
+        disk = v.text(max_len=16)(value)
+        if disk not in v.BOOT_DISKS:
+            raise ValueError("is not a boot disk interface this lab supports")
+        return disk
+
+    boot = r.value(
+        raw,
+        "proxmox",
+        "bootDisk",
+        boot_disk,
+        f"one of {', '.join(v.BOOT_DISKS)} (a template's boot disk: see its Hardware tab)",
+        "virtio0",
+    )
+    if node is None or vm_ds is None or image_ds is None or snip_ds is None or url is None or boot is None:
         return None
     return Proxmox(
         node=node,
@@ -136,7 +193,9 @@ def _parse_proxmox(r: v.Reader, raw_any: Any) -> Proxmox | None:
         image_datastore=image_ds,
         snippets_datastore=snip_ds,
         image_url=url,
+        image_checksum=None if checksum is None else checksum.lower(),
         template_vm_id=template,
+        boot_disk=boot,
     )
 
 
