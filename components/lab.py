@@ -2,28 +2,21 @@
 
 Children: the image download (unless a template VM is configured), the LoadBalancer and one
 WebServerVm per planned server. The load balancer does not depend on the web servers, so all VMs
-and their provisioning run in parallel; only app deploys are chained (rolling updates).
-Outputs: `lb_url`, `stats_url`, `web_servers` (name -> address).
+and their provisioning run in parallel; only app rollouts are chained (drain, deploy, ready: one
+server at a time). Outputs: `lb_url`, `stats_url`, `web_servers` (name -> address).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from urllib.parse import urlparse
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
-from components.web_server import WebServerArgs, WebServerVm
+from components.web_server import LoadBalancerAccess, WebServerArgs, WebServerVm
 from plan.model import LabConfig, LabSecrets
-
-
-def image_file_name(url: str) -> str:
-    """The name the image gets on the node; Proxmox's Import content type wants a .qcow2 ending."""
-    name = PurePosixPath(urlparse(url).path).name
-    return name if name.endswith(".qcow2") else f"{name.removesuffix('.img')}.qcow2"
+from render.file_names import image_file_name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,17 +48,24 @@ class Lab(pulumi.ComponentResource):
 
         image_id: pulumi.Output[str] | None = None
         if lab.proxmox.template_vm_id is None:
+            checksum = lab.proxmox.image_checksum
             image = proxmoxve.download.File(
                 f"{name}-ubuntu-image",
                 node_name=lab.proxmox.node,
                 datastore_id=lab.proxmox.image_datastore,
                 content_type="import",
                 url=lab.proxmox.image_url,
-                file_name=image_file_name(lab.proxmox.image_url),
+                # Stack and URL hash in the name: a new imageUrl is a new file, and no other stack's file.
+                file_name=image_file_name(pulumi.get_stack(), lab.proxmox.image_url, checksum),
+                checksum=checksum,
+                checksum_algorithm=None if checksum is None else "sha256",
                 # Never replace the image under running VMs because upstream published a new one.
                 overwrite=False,
+                # A file with our stack's name that no state manages is a leftover of this stack: take it over.
+                overwrite_unmanaged=True,
                 upload_timeout=1800,
-                opts=child,
+                # VMs import a copy at creation: the file may go first; a reused name must never be deleted last.
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
             image_id = image.id
 
@@ -74,14 +74,21 @@ class Lab(pulumi.ComponentResource):
             LoadBalancerArgs(lab=lab, secrets=args.secrets, image_id=image_id),
             child,
         )
+        lb_access = LoadBalancerAccess(ssh=self.load_balancer.ssh, config_applied=self.load_balancer.config_applied)
         servers: list[WebServerVm] = []
         for server in lab.web_servers:
-            previous = [servers[-1].deployed] if servers else []
+            # Rolling: this server is drained only once the previous one is back (ready) in HAProxy.
+            previous = [servers[-1].rolled_out] if servers else []
             servers.append(
                 WebServerVm(
                     f"{name}-{server.key}",
                     WebServerArgs(
-                        lab=lab, server=server, secrets=args.secrets, image_id=image_id, deploy_after=previous
+                        lab=lab,
+                        server=server,
+                        secrets=args.secrets,
+                        image_id=image_id,
+                        load_balancer=lb_access,
+                        deploy_after=previous,
                     ),
                     child,
                 )

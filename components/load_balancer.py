@@ -18,6 +18,9 @@ from plan.model import LabConfig, LabSecrets
 from render.haproxy_cfg import render_lab_haproxy_cfg
 from render.shipping import sha256_hex
 
+INSTALL_MINUTES = 20
+APPLY_MINUTES = 10
+
 
 def site_url(ip: str, port: int) -> str:
     """The URL clients use: no port in it when it is HTTP's own."""
@@ -45,7 +48,10 @@ class LoadBalancer(pulumi.ComponentResource):
     stats_url: pulumi.Output[str]
     """The stats page, e.g. http://10.0.0.30:8404/stats."""
     config_applied: command.remote.Command
-    """The command that applied the current haproxy.cfg (for ordering and tests)."""
+    """The command that applied the current haproxy.cfg: web servers' drain/ready steps wait for it, so
+    HAProxy knows every server of the plan before one is drained."""
+    ssh: command.remote.ConnectionArgs
+    """How to reach the load balancer (finite dial retries): web servers drain themselves through it."""
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:LoadBalancer", name, None, opts)
@@ -59,7 +65,9 @@ class LoadBalancer(pulumi.ComponentResource):
             image_id=args.image_id,
             private_key=args.secrets.ssh_private_key,
         )
-        install = run_script(self, name, booted, "install-haproxy.sh", after=[booted.cloud_init])
+        install = run_script(
+            self, name, booted, "install-haproxy.sh", previous=booted.cloud_init, timeout_minutes=INSTALL_MINUTES
+        )
         # The rendered file carries the stats password: derived from a secret, it stays a secret Output,
         # travels on stdin (never on a command line), and even its hash is kept secret.
         haproxy_cfg = args.secrets.stats_password.apply(lambda password: render_lab_haproxy_cfg(lab, password))
@@ -68,12 +76,14 @@ class LoadBalancer(pulumi.ComponentResource):
             name,
             booted,
             "apply-haproxy-cfg.sh",
-            after=[install],
+            previous=install,
+            timeout_minutes=APPLY_MINUTES,
             stdin=haproxy_cfg,
             shipped_hash=haproxy_cfg.apply(sha256_hex),
             logging=command.remote.Logging.STDERR,
         )
 
+        self.ssh = booted.ssh
         ip = str(host.ip)
         self.vm_id = booted.vm.vm_id
         self.ip = booted.vm.ip

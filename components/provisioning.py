@@ -1,8 +1,12 @@
 """The steps every lab VM goes through, shared by the load balancer and the web servers.
 
 Why one place: both roles boot a LabVm, reach it over SSH as the cloud-init admin, wait for
-cloud-init, then run our scripts in order, each re-run only when its text (or what it ships)
-changes. Keeping that here means the two components only say what is specific to their role.
+cloud-init, then run our scripts in order. Day 2 rules (see the README's "Updates"):
+- a step re-runs when its script or what it ships changes, and whenever the step before it re-ran
+  (its id is in the step's triggers: pulumi-command gives every new run a new id);
+- the first step re-runs whenever the VM is a new instance (its MAC address is in the triggers), so
+  a VM re-created with the same inputs is provisioned again from scratch;
+- every step has create/update/delete timeouts, and only the first one dials SSH until it answers.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.remote import WAIT_FOR_SSH, connection, sudo_script, sudo_script_with_bundle
+from components.remote import WAIT_FOR_BOOT, connection, sudo_script, sudo_script_with_bundle, timeouts
 from components.vm import LabVm, LabVmArgs
 from plan.model import Host, LabConfig
 from render.shipping import script_text, sha256_hex
@@ -26,6 +30,31 @@ class BootedVm:
     vm: LabVm
     ssh: command.remote.ConnectionArgs
     cloud_init: command.remote.Command
+
+
+def remote_step(
+    owner: pulumi.ComponentResource,
+    resource_name: str,
+    ssh: command.remote.ConnectionArgs,
+    create: str,
+    *,
+    triggers: Sequence[pulumi.Input[str]],
+    after: Sequence[pulumi.Resource],
+    timeout_minutes: int,
+    stdin: pulumi.Input[str] | None = None,
+    logging: command.remote.Logging | None = None,
+) -> command.remote.Command:
+    """One remote command, child of `owner`: runs after `after`, re-runs when `triggers` change, and
+    fails instead of hanging after `timeout_minutes`."""
+    return command.remote.Command(
+        resource_name,
+        connection=ssh,
+        create=create,
+        stdin=stdin,
+        triggers=list(triggers),
+        logging=logging,
+        opts=pulumi.ResourceOptions(parent=owner, depends_on=list(after), custom_timeouts=timeouts(timeout_minutes)),
+    )
 
 
 def boot_vm(
@@ -44,14 +73,23 @@ def boot_vm(
         LabVmArgs(lab=lab, host=host, role=role, image_id=image_id),
         pulumi.ResourceOptions(parent=owner),
     )
-    ssh = connection(host, lab.ssh, private_key)
+    text = script_text("wait-for-cloud-init.sh")
     cloud_init = command.remote.Command(
         f"{name}-cloud-init",
-        connection=ssh,
-        create=sudo_script(script_text("wait-for-cloud-init.sh"), "wait-for-cloud-init.sh"),
-        opts=pulumi.ResourceOptions(parent=owner, depends_on=[vm], custom_timeouts=WAIT_FOR_SSH),
+        connection=connection(host, lab.ssh, private_key, wait_for_boot=True),
+        create=sudo_script(text, "wait-for-cloud-init.sh"),
+        # A new VM instance (new MAC address) starts the whole chain of steps again.
+        triggers=[sha256_hex(text), vm.instance],
+        opts=pulumi.ResourceOptions(parent=owner, depends_on=[vm], custom_timeouts=WAIT_FOR_BOOT),
     )
-    return BootedVm(vm=vm, ssh=ssh, cloud_init=cloud_init)
+    return BootedVm(vm=vm, ssh=connection(host, lab.ssh, private_key), cloud_init=cloud_init)
+
+
+def script_triggers(
+    script: str, previous: command.remote.Command, shipped_hash: pulumi.Input[str] | None = None
+) -> list[pulumi.Input[str]]:
+    """When a step re-runs: its script's text, what it ships, or a new run of the step before it."""
+    return [sha256_hex(script_text(script)), *([] if shipped_hash is None else [shipped_hash]), previous.id]
 
 
 def run_script(
@@ -60,27 +98,26 @@ def run_script(
     booted: BootedVm,
     script: str,
     *,
-    after: Sequence[pulumi.Resource],
+    previous: command.remote.Command,
+    timeout_minutes: int,
+    after: Sequence[pulumi.Resource] = (),
     stdin: pulumi.Input[str] | None = None,
     stdin_is_bundle: bool = False,
     shipped_hash: pulumi.Input[str] | None = None,
-    timeouts: pulumi.CustomTimeouts | None = None,
     logging: command.remote.Logging | None = None,
 ) -> command.remote.Command:
-    """Run files/scripts/<script> as root on the VM, after `after`; re-run when the script or what it
-    ships changes (`shipped_hash`), never otherwise. With `stdin_is_bundle`, stdin is a bundle of files
-    (bundle.py) and the script gets their directory as its argument."""
+    """Run files/scripts/<script> as root on the VM after `previous` (and `after`); re-run per
+    script_triggers. With `stdin_is_bundle`, stdin is a bundle of files (render.shipping) and the
+    script gets their directory as its argument."""
     text = script_text(script)
-    create = sudo_script_with_bundle(text, script) if stdin_is_bundle else sudo_script(text, script)
-    triggers: list[pulumi.Input[str]] = [sha256_hex(text)]
-    if shipped_hash is not None:
-        triggers.append(shipped_hash)
-    return command.remote.Command(
+    return remote_step(
+        owner,
         f"{name}-{script.removesuffix('.sh')}",
-        connection=booted.ssh,
-        create=create,
+        booted.ssh,
+        sudo_script_with_bundle(text, script) if stdin_is_bundle else sudo_script(text, script),
+        triggers=script_triggers(script, previous, shipped_hash),
+        after=[previous, *after],
+        timeout_minutes=timeout_minutes,
         stdin=stdin,
-        triggers=triggers,
         logging=logging,
-        opts=pulumi.ResourceOptions(parent=owner, depends_on=list(after), custom_timeouts=timeouts),
     )

@@ -14,19 +14,35 @@ import pulumi_command as command
 
 from plan.model import Host, Ssh
 
-# Fresh VMs take a while to boot and run cloud-init: keep dialing instead of failing.
-WAIT_FOR_SSH = pulumi.CustomTimeouts(create="30m", update="30m")
+# Only the first command after boot dials until SSH answers (bounded by its timeouts): the VM is
+# still booting. Once it has answered, silence is a fault (VM stopped, ssh.adminCidr or key wrong):
+# give up after DIAL_ATTEMPTS dials of PER_DIAL_TIMEOUT_S each, a few minutes at most.
+DIAL_ATTEMPTS = 10
+PER_DIAL_TIMEOUT_S = 15
 
 
-def connection(host: Host, ssh: Ssh, private_key: pulumi.Output[str]) -> command.remote.ConnectionArgs:
-    """SSH to the VM's configured static address as the cloud-init admin user, key from a secret."""
+def timeouts(minutes: int) -> pulumi.CustomTimeouts:
+    """The same bound on create, update and delete: no remote command may hang `pulumi up`."""
+    return pulumi.CustomTimeouts(create=f"{minutes}m", update=f"{minutes}m", delete=f"{minutes}m")
+
+
+# Create: a fresh VM's boot, cloud-init and its package installs. Update: the same step on a VM that
+# has long booted (its connection changed, e.g. a new key): dialing forever must end sooner.
+WAIT_FOR_BOOT = pulumi.CustomTimeouts(create="30m", update="5m", delete="5m")
+
+
+def connection(
+    host: Host, ssh: Ssh, private_key: pulumi.Output[str], *, wait_for_boot: bool = False
+) -> command.remote.ConnectionArgs:
+    """SSH to the VM's configured static address as the cloud-init admin user, key from a secret;
+    `wait_for_boot` (first command after boot only) dials until the VM answers."""
     return command.remote.ConnectionArgs(
         host=str(host.ip),
         port=22,
         user=ssh.user,
         private_key=private_key,
-        dial_error_limit=-1,
-        per_dial_timeout=30,
+        dial_error_limit=-1 if wait_for_boot else DIAL_ATTEMPTS,
+        per_dial_timeout=PER_DIAL_TIMEOUT_S,
     )
 
 

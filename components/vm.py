@@ -1,7 +1,12 @@
 """One lab VM on Proxmox VE: Ubuntu 24.04 with a static address, our cloud-init, and its firewall.
 
 Children: the user-data snippet (`FileLegacy`), the VM (`VmLegacy`, the provider's full-featured VM
-resource in 8.x), and its firewall options and rules. Outputs: `vm_id`, `ip`.
+resource in 8.x), and its firewall options and rules. Outputs: `vm_id`, `ip`, `instance`.
+
+Day 2 (see the README's "Updates"): the snippet's name carries a hash of its text, so a changed
+user-data is a new file and, `user_data_file_id` being ForceNew in the provider, a new VM. Every
+replacement here deletes before it creates: a fixed vmId, the static address and the VM's firewall
+file (Proxmox removes it with the VM) cannot be held by two instances at once.
 """
 
 from __future__ import annotations
@@ -13,7 +18,13 @@ import pulumi_proxmoxve as proxmoxve
 
 from plan.model import Host, LabConfig
 from render.cloud_init import render_user_data
+from render.file_names import snippet_file_name
 from render.firewall import rules_for
+
+# Destroy gives the guest this long to shut down (guest agent, else ACPI), then Proxmox stops it
+# hard; the provider bounds shutdown, stop and delete by the larger of the two, so shutdown < stop.
+SHUTDOWN_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,45 +44,54 @@ class LabVm(pulumi.ComponentResource):
     """The Proxmox VM id (the configured one, or the one Proxmox chose)."""
     ip: pulumi.Output[str]
     """The static IPv4 address cloud-init gave the VM."""
+    instance: pulumi.Output[str]
+    """The MAC address Proxmox generated for this VM instance: it changes whenever the VM is re-created,
+    so the first remote command re-runs on a new instance."""
 
     def __init__(self, name: str, args: LabVmArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:proxmox:LabVm", name, None, opts)
         lab, host = args.lab, args.host
         proxmox = lab.proxmox
-        child = pulumi.ResourceOptions(parent=self)
+        # Deleted before its replacement is uploaded: a replacement that keeps its path must not end with a delete.
+        replaced_first = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
+        # The provider would add a disk on a new interface next to the old one: a new boot disk is a new VM.
+        vm_options = pulumi.ResourceOptions(
+            parent=self, delete_before_replace=True, replace_on_changes=["disks[*].interface"]
+        )
 
+        text = render_user_data(lab, host)
         user_data = proxmoxve.FileLegacy(
             f"{name}-user-data",
             node_name=proxmox.node,
             datastore_id=proxmox.snippets_datastore,
             content_type="snippets",
             source_raw=proxmoxve.FileLegacySourceRawArgs(
-                data=render_user_data(lab, host),
-                file_name=f"haproxy-lab-{host.key}-user-data.yaml",
+                data=text,
+                file_name=snippet_file_name(pulumi.get_stack(), host.key, text),
             ),
-            opts=child,
+            opts=replaced_first,
         )
 
-        clone = None
+        if args.image_id is None and proxmox.template_vm_id is None:
+            raise ValueError("LabVm needs an image_id or a configured proxmox.templateVmId")
+        clone = (
+            None
+            if args.image_id is not None or proxmox.template_vm_id is None
+            else proxmoxve.VmLegacyCloneArgs(vm_id=proxmox.template_vm_id, full=True, retries=3)
+        )
+        # The disk block must name the disk the VM boots from: a clone's other interface would be a
+        # second, blank disk and the template's own disk would keep its size.
+        paravirtual = proxmox.boot_disk.startswith(("virtio", "scsi"))
         disks = [
             proxmoxve.VmLegacyDiskArgs(
-                interface="virtio0",
+                interface=proxmox.boot_disk,
                 datastore_id=proxmox.vm_datastore,
                 import_from=args.image_id,
                 size=lab.vm_size.disk_gb,
                 discard="on",
-                iothread=True,
+                iothread=True if paravirtual else None,
             )
         ]
-        if args.image_id is None:
-            if proxmox.template_vm_id is None:
-                raise ValueError("LabVm needs an image_id or a configured proxmox.templateVmId")
-            clone = proxmoxve.VmLegacyCloneArgs(vm_id=proxmox.template_vm_id, full=True, retries=3)
-            disks = [
-                proxmoxve.VmLegacyDiskArgs(
-                    interface="virtio0", datastore_id=proxmox.vm_datastore, size=lab.vm_size.disk_gb
-                )
-            ]
 
         vm = proxmoxve.VmLegacy(
             f"{name}-vm",
@@ -82,10 +102,14 @@ class LabVm(pulumi.ComponentResource):
             tags=["haproxy-lab", args.role],
             on_boot=True,
             started=True,
-            # Shut down through ACPI/the guest agent on destroy (never a hard stop), bounded in time.
+            # Destroy: a clean shutdown first (guest agent or ACPI), then a hard stop after SHUTDOWN_TIMEOUT_S.
             stop_on_destroy=False,
-            timeout_shutdown_vm=300,
+            timeout_shutdown_vm=SHUTDOWN_TIMEOUT_S,
+            timeout_stop_vm=STOP_TIMEOUT_S,
             clone=clone,
+            boot_orders=[proxmox.boot_disk],
+            # virtio-scsi-single gives each SCSI disk its own controller, which iothread needs.
+            scsi_hardware="virtio-scsi-single",
             agent=proxmoxve.VmLegacyAgentArgs(enabled=True, trim=True, timeout="15m"),
             cpu=proxmoxve.VmLegacyCpuArgs(cores=lab.vm_size.cores, type="x86-64-v2-AES"),
             memory=proxmoxve.VmLegacyMemoryArgs(dedicated=lab.vm_size.memory_mb),
@@ -112,8 +136,11 @@ class LabVm(pulumi.ComponentResource):
                 ),
                 user_data_file_id=user_data.id,
             ),
-            opts=child,
+            opts=vm_options,
         )
+        # Proxmox deletes a VM's firewall file with the VM: a re-created VM (same vmId, same inputs)
+        # must get its options and rules again, so they are replaced with it.
+        firewall = pulumi.ResourceOptions(parent=self, delete_before_replace=True, replace_with=[vm])
 
         proxmoxve.firewall.OptionsLegacy(
             f"{name}-firewall-options",
@@ -123,7 +150,7 @@ class LabVm(pulumi.ComponentResource):
             input_policy="DROP",
             output_policy="ACCEPT",
             dhcp=False,
-            opts=child,
+            opts=firewall,
         )
         proxmoxve.firewall.RulesLegacy(
             f"{name}-firewall-rules",
@@ -141,9 +168,10 @@ class LabVm(pulumi.ComponentResource):
                 )
                 for rule in rules_for(lab, host)
             ],
-            opts=child,
+            opts=firewall,
         )
 
         self.vm_id = vm.vm_id
         self.ip = pulumi.Output.from_input(str(host.ip))
-        self.register_outputs({"vm_id": self.vm_id, "ip": self.ip})
+        self.instance = vm.network_devices.apply(lambda devices: (devices[0].mac_address or "") if devices else "")
+        self.register_outputs({"vm_id": self.vm_id, "ip": self.ip, "instance": self.instance})

@@ -1,9 +1,10 @@
 """A web-server VM: the VM, then Docker, then the Flask app built and started with docker compose.
 
 Children: the LabVm, then remote commands: wait for cloud-init, install Docker Engine and the compose
-plugin, deploy the app bundle (files/webapp plus this server's compose file, on stdin). The deploy
-waits for the app's health check before it ends; the Lab chains deploys so a changed app rolls out
-one server at a time while HAProxy's checks drain the one being rebuilt. Outputs: `vm_id`, `ip`.
+plugin, and the app's rollout: drain this server in HAProxy (a command on the load balancer), deploy
+the app bundle (files/webapp plus this server's compose file, on stdin; it waits for the app's health
+check), then set the server ready in HAProxy again (waiting for its check to pass). The Lab chains
+rollouts, one server at a time. Outputs: `vm_id`, `ip`.
 """
 
 from __future__ import annotations
@@ -14,20 +15,38 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from components.provisioning import boot_vm, run_script
+from components.provisioning import boot_vm, remote_step, run_script, script_triggers
+from components.remote import sudo_script
 from plan.model import LabConfig, LabSecrets, WebServer
-from render.shipping import sha256_hex, tar_gz_base64
+from render.shipping import script_text, sha256_hex, tar_gz_base64
 from render.webapp import webapp_bundle
+
+INSTALL_MINUTES = 20
+DEPLOY_MINUTES = 20
+# drain waits (bounded, in the script) for sessions to end; ready for the server's check to pass.
+SERVER_STATE_MINUTES = 10
+SERVER_STATE_SCRIPT = "haproxy-server-state.sh"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadBalancerAccess:
+    """How a web server's rollout reaches HAProxy: the load balancer's SSH connection, and the step
+    after which its haproxy.cfg lists every server of the plan."""
+
+    ssh: command.remote.ConnectionArgs
+    config_applied: pulumi.Resource
 
 
 @dataclass(frozen=True, kw_only=True)
 class WebServerArgs:
-    """The plan, which server, the secrets, the disk image, and what its deploy must wait for."""
+    """The plan, which server, the secrets, the disk image, the load balancer, and what this server's
+    rollout must wait for (the previous server's)."""
 
     lab: LabConfig
     server: WebServer
     secrets: LabSecrets
     image_id: pulumi.Input[str] | None
+    load_balancer: LoadBalancerAccess
     deploy_after: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -39,11 +58,13 @@ class WebServerVm(pulumi.ComponentResource):
     ip: pulumi.Output[str]
     """Its static address."""
     deployed: command.remote.Command
-    """The deploy command: the next server's deploy waits for it (rolling updates)."""
+    """The app deploy command."""
+    rolled_out: command.remote.Command
+    """The last step of this server's rollout (ready in HAProxy): the next server's rollout waits for it."""
 
     def __init__(self, name: str, args: WebServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:WebServer", name, None, opts)
-        lab, server = args.lab, args.server
+        lab, server, lb = args.lab, args.server, args.load_balancer
         booted = boot_vm(
             self,
             name,
@@ -53,18 +74,44 @@ class WebServerVm(pulumi.ComponentResource):
             image_id=args.image_id,
             private_key=args.secrets.ssh_private_key,
         )
-        install = run_script(self, name, booted, "install-docker.sh", after=[booted.cloud_init])
+        install = run_script(
+            self, name, booted, "install-docker.sh", previous=booted.cloud_init, timeout_minutes=INSTALL_MINUTES
+        )
         bundle = tar_gz_base64(webapp_bundle(server, trusted_proxies=str(lab.load_balancer.ip)))
+        bundle_hash = sha256_hex(bundle)
+
+        # Drain and ready run exactly when the deploy does: drain's triggers are the deploy's, ready's the
+        # deploy's new id. Drain waits for the load balancer's config, so HAProxy knows the server.
+        state_text = script_text(SERVER_STATE_SCRIPT)
+        drain = remote_step(
+            self,
+            f"{name}-drain",
+            lb.ssh,
+            sudo_script(state_text, SERVER_STATE_SCRIPT, "drain", server.name),
+            triggers=[sha256_hex(state_text), *script_triggers("deploy-webapp.sh", install, bundle_hash)],
+            after=[lb.config_applied, *args.deploy_after],
+            timeout_minutes=SERVER_STATE_MINUTES,
+        )
         self.deployed = run_script(
             self,
             name,
             booted,
             "deploy-webapp.sh",
-            after=[install, *args.deploy_after],
+            previous=install,
+            after=[drain],
+            timeout_minutes=DEPLOY_MINUTES,
             stdin=bundle,
             stdin_is_bundle=True,
-            shipped_hash=sha256_hex(bundle),
-            timeouts=pulumi.CustomTimeouts(create="20m"),
+            shipped_hash=bundle_hash,
+        )
+        self.rolled_out = remote_step(
+            self,
+            f"{name}-ready",
+            lb.ssh,
+            sudo_script(state_text, SERVER_STATE_SCRIPT, "ready", server.name),
+            triggers=[sha256_hex(state_text), self.deployed.id],
+            after=[self.deployed],
+            timeout_minutes=SERVER_STATE_MINUTES,
         )
 
         self.vm_id = booted.vm.vm_id

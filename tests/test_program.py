@@ -92,7 +92,14 @@ def test_dev_stack_declares_the_reports_three_vms(dev_run: Run) -> None:
         assert vm["cpu"]["cores"] == 2
         assert vm["memory"]["dedicated"] == 2048
         assert vm["disks"][0]["size"] == 20
-        assert vm["disks"][0]["importFrom"] == "local:import/noble-server-cloudimg-amd64.qcow2"
+        assert (
+            vm["disks"][0]["importFrom"]
+            == dev_run.of_type(IMAGE)[0].inputs["datastoreId"]
+            + ":import/"
+            + (dev_run.of_type(IMAGE)[0].inputs["fileName"])
+        )
+        assert vm["disks"][0]["interface"] == "virtio0"
+        assert vm["bootOrders"] == ["virtio0"]
         assert vm["networkDevices"] == [{"bridge": "vmbr1", "model": "virtio", "firewall": True}]
         assert vm["agent"]["enabled"] is True
         assert vm["stopOnDestroy"] is False, "destroy must shut the guest down cleanly, not pull the plug"
@@ -130,17 +137,22 @@ def test_a_template_vm_id_clones_instead_of_downloading() -> None:
 
 def test_every_remote_command_targets_its_own_vm_with_the_key_as_a_secret(dev_run: Run) -> None:
     commands = dev_run.of_type(COMMAND)
-    assert len(commands) == 3 + 3 + 3  # per VM: cloud-init wait, install, then apply/deploy
+    # per VM: cloud-init wait, install, then apply/deploy; per web server: drain and ready on the LB
+    assert len(commands) == 3 + 3 + 3 + 2 * 2
     for cmd in commands:
         # A secret anywhere in an object makes the whole object secret on the wire: the key cannot leak.
         assert is_secret(cmd.inputs["connection"]), f"{cmd.name}: the connection carries the SSH private key"
         connection = unwrap(cmd.inputs["connection"])
         owner = dev_run.by_urn(cmd.parent)
-        vm = next(r for r in dev_run.of_type(VM) if owner.name in ancestors(dev_run, r))
+        on_lb = cmd.name.endswith(("-drain", "-ready"))
+        vm = (
+            vm_named(dev_run, "HAPROXY-SAM")
+            if on_lb
+            else next(r for r in dev_run.of_type(VM) if owner.name in ancestors(dev_run, r))
+        )
         assert connection["host"] == vm.inputs["initialization"]["ipConfigs"][0]["ipv4"]["address"].split("/")[0]
         assert connection["user"] == "samuel"
         assert connection["privateKey"] == TEST_PRIVATE_KEY
-        assert connection["dialErrorLimit"] == -1
         assert cmd.inputs["create"].startswith("sudo -n sh -c ")
 
 
@@ -158,9 +170,10 @@ def test_remote_commands_wait_for_what_they_must_follow(dev_run: Run) -> None:
         assert _depends_on(dev_run, steps[install], f"{component}-cloud-init")
         last = "apply-haproxy-cfg" if host == "haproxy-sam" else "deploy-webapp"
         assert _depends_on(dev_run, steps[last], f"{component}-{install}")
-    # Rolling updates: the second server's deploy waits for the first one's.
-    web2_deploy = commands_of(dev_run, "haproxy-lab-web2-sam")["deploy-webapp"]
-    assert _depends_on(dev_run, web2_deploy, "haproxy-lab-web1-sam-deploy-webapp")
+    # Rolling updates: web2 is drained only once web1 is ready again, and deployed only once drained.
+    web2 = commands_of(dev_run, "haproxy-lab-web2-sam")
+    assert _depends_on(dev_run, web2["drain"], "haproxy-lab-web1-sam-ready")
+    assert _depends_on(dev_run, web2["deploy-webapp"], "haproxy-lab-web2-sam-drain")
 
 
 def test_load_balancer_is_provisioned_in_parallel_with_the_web_servers(dev_run: Run) -> None:
@@ -254,10 +267,9 @@ def test_any_number_of_web_servers(count: int) -> None:
     for rules in web_rules:
         http = [rule for rule in rules.inputs["rules"] if rule.get("dport") == "80"]
         assert [rule["source"] for rule in http] == ["10.0.0.30/32"], "only the load balancer reaches the app"
-    deploys = [commands_of(run, f"haproxy-lab-web{i}-sam")["deploy-webapp"] for i in range(1, count + 1)]
-
-    for previous, current in itertools.pairwise(deploys):
-        assert _depends_on(run, current, previous.name)
+    steps = [commands_of(run, f"haproxy-lab-web{i}-sam") for i in range(1, count + 1)]
+    for previous, current in itertools.pairwise(steps):
+        assert _depends_on(run, current["drain"], previous["ready"].name)
 
 
 def _comparable(run: Run) -> str:
