@@ -6,19 +6,20 @@ the command that fixes it, before `__main__` declares a single resource.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
 
 import pulumi
 import pulumi.runtime
+import pulumi.runtime.config
 
 from plan.model import PROJECT, ConfigError, LabConfig, LabSecrets
-from plan.parse import parse_lab_config
+from plan.parse import PLAN_KEYS, SECRET_SETTINGS, parse_lab_config
+from plan.values import MAX_STATS_PASSWORD
 
-PLAN_KEYS = ("network", "proxmox", "vm", "ssh", "haproxy", "loadBalancer", "webServers")
-SSH_PRIVATE_KEY = "sshPrivateKey"
-STATS_PASSWORD = "statsPassword"  # noqa: S105 (a config key's name, not a password)
+SSH_PRIVATE_KEY, STATS_PASSWORD = SECRET_SETTINGS
 MIN_STATS_PASSWORD_LENGTH = 12
 _PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----.+-----END ([A-Z0-9]+ )?PRIVATE KEY-----", re.S)
 
@@ -58,6 +59,11 @@ def _check_stats_password(value: str, problems: list[str]) -> None:
             f"{key}: is shorter than {MIN_STATS_PASSWORD_LENGTH} characters; expected a long random password: "
             f'`pulumi config set --secret {key} "$(openssl rand -base64 24)"`'
         )
+    elif len(value) > MAX_STATS_PASSWORD:
+        problems.append(
+            f"{key}: is longer than {MAX_STATS_PASSWORD} characters (haproxy.cfg holds it as one word); expected "
+            f'a shorter random password: `pulumi config set --secret {key} "$(openssl rand -base64 24)"`'
+        )
     elif any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         problems.append(f"{key}: contains a control character; expected printable characters only")
 
@@ -78,9 +84,43 @@ def _check_proxmox_credentials(problems: list[str]) -> None:
         problems.append(f"{token_key}: is stored in plain text in the stack file; expected a secret: {hint}")
 
 
-def raw_plan_config(config: pulumi.Config) -> dict[str, Any]:
-    """The plan's keys as the stack gives them (objects and lists already decoded)."""
-    return {key: config.get_object(key) for key in PLAN_KEYS}
+def _decode(value: Any) -> Any:
+    """A config value as the engine hands it (objects and lists as JSON text) -> YAML-like data.
+
+    Text that is not JSON is a plain string: the parser then reports it per key ("is a string;
+    expected an object") instead of Pulumi's ConfigTypeError stopping at the first such key.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _stack_keys() -> set[str]:
+    """Every `haproxy-lab:` key the stack sets (the engine passes them in the config map or environment)."""
+    keys = {*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.config.get_config_env()}
+    return {key for key in keys if key.startswith(f"{PROJECT}:")}
+
+
+def raw_plan_config() -> tuple[dict[str, Any], frozenset[str]]:
+    """Every `haproxy-lab:` key of the stack (without the prefix) decoded, and which of them are secrets.
+
+    Secret settings are left out (plan.config checks them itself) but still listed, so the parser
+    knows them; a misspelt key is kept so the parser can refuse it.
+    """
+    prefix = f"{PROJECT}:"
+    raw: dict[str, Any] = {}
+    secret: set[str] = set()
+    for full in sorted(_stack_keys() | {f"{prefix}{key}" for key in PLAN_KEYS}):
+        key = full[len(prefix) :]
+        if pulumi.runtime.is_config_secret(full):
+            secret.add(key)
+        value = pulumi.runtime.get_config(full)
+        if key not in SECRET_SETTINGS and value is not None:
+            raw[key] = _decode(value)
+    return raw, frozenset(secret)
 
 
 def load_config(*, check_provider_credentials: bool = True) -> tuple[LabConfig, LabSecrets]:
@@ -88,11 +128,11 @@ def load_config(*, check_provider_credentials: bool = True) -> tuple[LabConfig, 
 
     Nothing is declared before this returns, so a bad stack registers no resource at all.
     """
-    config = pulumi.Config(PROJECT)
     problems: list[str] = []
     lab: LabConfig | None = None
+    raw, secret_keys = raw_plan_config()
     try:
-        lab = parse_lab_config(raw_plan_config(config))
+        lab = parse_lab_config(raw, secret_keys=secret_keys)
     except ConfigError as error:
         problems.extend(error.problems)
 

@@ -8,8 +8,7 @@ Pulumi components, the local rehearsal and the tests. Nothing here reads `pulumi
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from plan import values as v
@@ -26,6 +25,10 @@ from plan.model import (
     WebServer,
 )
 
+# Every top-level key of the `haproxy-lab:` namespace: the plan's objects, then the two secrets.
+PLAN_KEYS = ("network", "proxmox", "vm", "ssh", "haproxy", "loadBalancer", "webServers")
+SECRET_SETTINGS = ("sshPrivateKey", "statsPassword")
+
 
 def _parse_network(
     r: v.Reader, raw_any: Any
@@ -41,9 +44,18 @@ def _parse_network(
     bridge = r.value(raw, "network", "bridge", v.text(v.BRIDGE, 15), "a Proxmox bridge name such as vmbr1", "vmbr1")
     if cidr is not None and gateway is not None:
         if gateway not in cidr:
-            r.fail("network.gateway", f"{gateway} lies outside network.cidr {cidr}", f"an address inside {cidr}")
+            shown_cidr = r.show("network.cidr", cidr)
+            r.fail(
+                "network.gateway",
+                f"{r.show('network.gateway', gateway)} lies outside network.cidr {shown_cidr}",
+                f"an address inside {shown_cidr}",
+            )
         elif gateway in (cidr.network_address, cidr.broadcast_address):
-            r.fail("network.gateway", f"{gateway} is the network or broadcast address", "a host address")
+            r.fail(
+                "network.gateway",
+                f"{r.show('network.gateway', gateway)} is the network or broadcast address",
+                "a host address",
+            )
     if cidr is None or gateway is None or dns is None or domain is None or bridge is None:
         return None, cidr, gateway
     return Network(cidr=cidr, gateway=gateway, dns=dns, domain=domain, bridge=bridge), cidr, gateway
@@ -92,24 +104,26 @@ def _check_hosts(
     seen_names: dict[str, str] = {}
     seen_keys: dict[str, str] = {}
     seen_ids: dict[int, str] = {}
+    net = r.show("network.cidr", cidr)
     for key, host in hosts:
+        ip = r.show(key, host.ip)
         if cidr is not None:
             if host.ip not in cidr:
-                r.fail(f"{key}.ip", f"{host.ip} lies outside network.cidr {cidr}", f"an address inside {cidr}")
+                r.fail(f"{key}.ip", f"{ip} lies outside network.cidr {net}", f"an address inside {net}")
             elif host.ip == cidr.network_address:
-                r.fail(f"{key}.ip", f"{host.ip} is the network address of {cidr}", "a host address")
+                r.fail(f"{key}.ip", f"{ip} is the network address of {net}", "a host address")
             elif host.ip == cidr.broadcast_address:
-                r.fail(f"{key}.ip", f"{host.ip} is the broadcast address of {cidr}", "a host address")
+                r.fail(f"{key}.ip", f"{ip} is the broadcast address of {net}", "a host address")
             elif host.ip == gateway:
-                r.fail(f"{key}.ip", f"{host.ip} is the gateway's address", "an address of its own")
+                r.fail(f"{key}.ip", f"{ip} is the gateway's address", "an address of its own")
         if host.ip in seen_ips:
-            r.fail(f"{key}.ip", f"{host.ip} is already used by {seen_ips[host.ip]}", "a different address for each VM")
+            r.fail(f"{key}.ip", f"{ip} is already used by {seen_ips[host.ip]}", "a different address for each VM")
         seen_ips.setdefault(host.ip, key)
         duplicate_name = host.name.lower() in seen_names
         if duplicate_name:
             r.fail(
                 f"{key}.name",
-                f"{host.name!r} is already used by {seen_names[host.name.lower()]}",
+                f"{r.show(key, host.name, quote=True)} is already used by {seen_names[host.name.lower()]}",
                 "a different name for each VM (names are case-insensitive)",
             )
         seen_names.setdefault(host.name.lower(), key)
@@ -118,13 +132,17 @@ def _check_hosts(
         if host.key in seen_keys and not (duplicate_name and host.resource_key is None):
             r.fail(
                 f"{key}.key",
-                f"{host.key!r} is already the resource key of {seen_keys[host.key]}",
+                f"{r.show(key, host.key, quote=True)} is already the resource key of {seen_keys[host.key]}",
                 "a key of its own (a host's key defaults to its name in lower case)",
             )
         seen_keys.setdefault(host.key, key)
         if host.vm_id is not None:
             if host.vm_id in seen_ids:
-                r.fail(f"{key}.vmId", f"{host.vm_id} is already used by {seen_ids[host.vm_id]}", "a different VM id")
+                r.fail(
+                    f"{key}.vmId",
+                    f"{r.show(key, host.vm_id)} is already used by {seen_ids[host.vm_id]}",
+                    "a different VM id",
+                )
             seen_ids.setdefault(host.vm_id, key)
 
 
@@ -150,8 +168,8 @@ def _parse_proxmox(r: v.Reader, raw_any: Any) -> Proxmox | None:
         raw,
         "proxmox",
         "imageUrl",
-        v.text(re.compile(r"^https?://\S+\.(img|qcow2)$"), 500),
-        "an http(s) URL of an Ubuntu 24.04 cloud image ending in .img or .qcow2",
+        v.image_url,
+        "an http(s) URL of an Ubuntu 24.04 cloud image whose path ends in a file name such as noble.img or noble.qcow2",
         v.DEFAULT_IMAGE_URL,
     )
     checksum = (
@@ -227,8 +245,13 @@ def _parse_ssh(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None) ->
         v.text(v.LINUX_USER, 32),
         "a Linux user name (lower case letters, digits, '_' or '-'), e.g. samuel",
     )
-    if user in v.RESERVED_LINUX_USERS:
-        r.fail("ssh.user", f"{user!r} is a system account", "a personal admin user name, e.g. samuel")
+    if user is not None and (user in v.RESERVED_LINUX_USERS or user.startswith(v.RESERVED_LINUX_USER_PREFIXES)):
+        r.fail(
+            "ssh.user",
+            f"{r.show('ssh.user', user, quote=True)} is a system account or group "
+            "of the Ubuntu image (cloud-init could not create the admin user)",
+            "a personal admin user name, e.g. samuel",
+        )
         user = None
     key = r.value(
         raw,
@@ -289,8 +312,20 @@ def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None
         "the IPv4 network allowed to reach the site, e.g. 10.0.0.0/16",
         default_clients,
     )
+    for name, port in (("frontendPort", frontend), ("statsPort", stats)):
+        if port == v.SSH_PORT:
+            # sshd holds it on the load balancer, and the firewall would open SSH to the client network.
+            r.fail(
+                f"haproxy.{name}",
+                f"{r.show('haproxy', port)} is SSH's port",
+                "a port sshd does not use, e.g. 80 or 8404",
+            )
     if frontend is not None and frontend == stats:
-        r.fail("haproxy.statsPort", f"{stats} is also haproxy.frontendPort", "a port of its own, e.g. 8404")
+        r.fail(
+            "haproxy.statsPort",
+            f"{r.show('haproxy', stats)} is also haproxy.frontendPort",
+            "a port of its own, e.g. 8404",
+        )
     if algorithm is None or frontend is None or stats is None or user is None or clients is None:
         return None
     return Haproxy(
@@ -302,12 +337,15 @@ def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None
     )
 
 
-def parse_lab_config(raw: Mapping[str, Any]) -> LabConfig:
+def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = ()) -> LabConfig:
     """Build the validated model from the stack's raw values (keys without the `haproxy-lab:` prefix).
 
+    `secret_keys` names the keys stored as secrets: their values never appear in a message. The two
+    secret settings may be in `raw` (they are checked by plan.config); any other unknown key is refused.
     Raises ConfigError listing every problem; never returns a partial model.
     """
-    r = v.Reader()
+    r = v.Reader(secret_keys)
+    r.unknown_keys(raw, "", (*PLAN_KEYS, *SECRET_SETTINGS))
     network, cidr, gateway = _parse_network(r, raw.get("network"))
     proxmox = _parse_proxmox(r, raw.get("proxmox"))
     vm_size = _parse_vm_size(r, raw.get("vm"))
@@ -322,7 +360,7 @@ def parse_lab_config(raw: Mapping[str, Any]) -> LabConfig:
         r.fail("webServers", "is not set", "a list of at least one {name, ip, message}")
         web_ok = False
     elif not isinstance(raw_web, list):
-        r.fail("webServers", f"is a {type(raw_web).__name__}", "a list of at least one {name, ip, message}")
+        r.fail("webServers", f"is {v.kind(raw_web)}", "a list of at least one {name, ip, message}")
         web_ok = False
     elif not raw_web:
         r.fail("webServers", "is empty", "a list of at least one {name, ip, message}")
@@ -340,6 +378,14 @@ def parse_lab_config(raw: Mapping[str, Any]) -> LabConfig:
         hosts.append(("loadBalancer", load_balancer))
     hosts.extend((f"webServers[{i}]", s) for i, s in enumerate(web_servers))
     _check_hosts(r, cidr, gateway, hosts)
+    if proxmox is not None and proxmox.template_vm_id is not None:
+        for key, host in hosts:
+            if host.vm_id == proxmox.template_vm_id:
+                r.fail(
+                    "proxmox.templateVmId",
+                    f"{r.show('proxmox', proxmox.template_vm_id)} is also {key}.vmId",
+                    "the id of an existing template VM, not of a VM this lab creates",
+                )
 
     if (
         r.problems

@@ -6,10 +6,14 @@ naming the key, what is wrong and what is expected, and carries on, so one run r
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+import reprlib
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from plan.model import PROJECT
 
@@ -31,21 +35,84 @@ SSH_PUBLIC_KEY = re.compile(
     r"|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]{0,200})?$"
 )
 STATS_USER = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
-RESERVED_LINUX_USERS = frozenset({"root", "daemon", "bin", "sys", "sync", "nobody", "haproxy", "ubuntu"})
+# The file name Proxmox stores a downloaded image under: a real name, not a bare extension.
+IMAGE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.(img|qcow2)$")
+MAX_STATS_PASSWORD = 256  # HAProxy reads one config word; far above any generated password
+SSH_PORT = 22
+SHOWN_LIMIT = 80  # longest value an error message repeats
+HIDDEN = "(a secret value, not shown)"
+
+# Accounts and groups that exist on Ubuntu 24.04's cloud image (base-passwd's passwd.master and
+# group.master, plus the image's own system users) or that provisioning creates (haproxy, docker):
+# cloud-init cannot create the admin user over one of them and the VM is left without a login.
+RESERVED_LINUX_USERS = frozenset(
+    {
+        # base-passwd: passwd.master
+        *("root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy"),
+        *("www-data", "backup", "list", "irc", "gnats", "_apt", "nobody"),
+        # base-passwd: group.master
+        *("adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio"),
+        *("dip", "operator", "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users", "nogroup"),
+        # the cloud image's system users and groups
+        *("sshd", "_ssh", "syslog", "messagebus", "polkitd", "uuidd", "tcpdump", "landscape", "fwupd-refresh"),
+        *("usbmux", "dnsmasq", "lxd", "tss", "pollinate", "dhcpcd", "_chrony", "netdev", "crontab", "input"),
+        *("sgx", "kvm", "render", "rdma", "admin", "ubuntu", "clock", "_laurel", "ntp"),
+        # created by this lab's provisioning
+        *("haproxy", "docker", "containerd"),
+    }
+)
+RESERVED_LINUX_USER_PREFIXES = ("systemd-",)
 
 
 T = TypeVar("T")
 MISSING = object()
 
 
-class Reader:
-    """Reads raw config values, collecting one message per problem instead of stopping at the first."""
+def shown(value: Any, limit: int = SHOWN_LIMIT) -> str:
+    """A value as an error message repeats it: repr, cut to `limit` characters (a pasted file stays out).
 
-    def __init__(self) -> None:
+    reprlib bounds the work too: a deeply shared structure (a YAML alias bomb) is never expanded.
+    """
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxlist, bounded.maxdict, bounded.maxstring = 3, 4, 4, limit
+    text = repr(value[: limit + 1]) if isinstance(value, str) else bounded.repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def closest(name: str, known: Collection[str]) -> str:
+    """' (did you mean `x`?)' for the known name nearest a misspelt one, or nothing."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean `{match[0]}`?)" if match else ""
+
+
+def root_key(key: str) -> str:
+    """'webServers[1].ip' -> 'webServers': the top-level stack key a nested key lives in."""
+    return re.split(r"[.\[]", key, maxsplit=1)[0]
+
+
+class Reader:
+    """Reads raw config values, collecting one message per problem instead of stopping at the first.
+
+    Values of keys stored as secrets (`pulumi config set --secret`, whole objects included) are never
+    repeated in a message; any other value is cut to SHOWN_LIMIT characters.
+    """
+
+    def __init__(self, secret_keys: Collection[str] = ()) -> None:
         self.problems: list[str] = []
+        self.secret_keys = frozenset(secret_keys)
 
     def fail(self, key: str, problem: str, expected: str) -> None:
         self.problems.append(f"{PROJECT}:{key}: {problem}; expected {expected}")
+
+    def show(self, key: str, value: Any, *, quote: bool = False) -> str:
+        """How a message names `value`, read at `key`: cut, or hidden when the key is a secret."""
+        if root_key(key) in self.secret_keys:
+            return HIDDEN
+        if isinstance(value, (int, ipaddress.IPv4Address, ipaddress.IPv4Network)) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, str) and not quote:
+            return value if len(value) <= SHOWN_LIMIT else f"{value[: SHOWN_LIMIT - 3]}..."
+        return shown(value)
 
     def mapping(self, raw: Any, key: str, *, required: bool = True) -> Mapping[str, Any]:
         if raw is None or raw is MISSING:
@@ -53,14 +120,16 @@ class Reader:
                 self.fail(key, "is not set", f"an object; set it in Pulumi.<stack>.yaml under `{PROJECT}:{key}`")
             return {}
         if not isinstance(raw, Mapping):
-            self.fail(key, f"is a {type(raw).__name__}", "an object (a YAML mapping)")
+            self.fail(key, f"is {kind(raw)}", "an object (a YAML mapping)")
             return {}
         return raw
 
     def unknown_keys(self, raw: Mapping[str, Any], key: str, known: Sequence[str]) -> None:
         for name in raw:
             if name not in known:
-                self.fail(f"{key}.{name}", "is not a known setting", f"one of {', '.join(known)}")
+                label = str(name) if len(str(name)) <= SHOWN_LIMIT else shown(name)
+                where = f"{key}.{label}" if key else label
+                self.fail(where, f"is not a known setting{closest(str(name), known)}", f"one of {', '.join(known)}")
 
     def value(
         self,
@@ -82,14 +151,23 @@ class Reader:
             return convert(value)
         except (ValueError, TypeError) as error:
             reason = str(error) or "is not valid"
-            self.fail(full, f"{value!r} {reason}", expected)
+            quoted = HIDDEN if root_key(full) in self.secret_keys else shown(value)
+            self.fail(full, f"{quoted} {reason}", expected)
             return None
+
+
+def kind(value: Any) -> str:
+    """How an error names a value's type: the YAML word, not Python's."""
+    names = {str: "a string", bool: "a boolean", int: "a number", float: "a fractional number", list: "a list"}
+    if value is None:
+        return "null"
+    return "an object" if isinstance(value, Mapping) else names.get(type(value), f"a {type(value).__name__}")
 
 
 def text(pattern: re.Pattern[str] | None = None, max_len: int = 255) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if not isinstance(value, str):
-            raise TypeError(f"is a {type(value).__name__}, not a string")
+            raise TypeError(f"is {kind(value)}, not a string")
         if not value.strip():
             raise ValueError("is empty")
         if len(value) > max_len:
@@ -115,7 +193,7 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if not isinstance(value, int):
-            raise TypeError(f"is a {type(value).__name__}, not a whole number")
+            raise TypeError(f"is {kind(value)}, not a whole number")
         if not low <= value <= high:
             raise ValueError(f"is outside {low}..{high}")
         return value
@@ -125,7 +203,7 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
 
 def ipv4(value: Any) -> ipaddress.IPv4Address:
     if not isinstance(value, str):
-        raise TypeError(f"is a {type(value).__name__}, not a string")
+        raise TypeError(f"is {kind(value)}, not a string")
     try:
         return ipaddress.IPv4Address(value.strip())
     except ValueError:
@@ -134,7 +212,7 @@ def ipv4(value: Any) -> ipaddress.IPv4Address:
 
 def ipv4_network(value: Any) -> ipaddress.IPv4Network:
     if not isinstance(value, str):
-        raise TypeError(f"is a {type(value).__name__}, not a string")
+        raise TypeError(f"is {kind(value)}, not a string")
     try:
         return ipaddress.IPv4Network(value.strip(), strict=True)
     except ValueError:
@@ -153,3 +231,15 @@ def hostname(value: Any) -> str:
 
 def vm_id(value: Any) -> int:
     return integer(100, 999_999_999)(value)
+
+
+def image_url(value: Any) -> str:
+    url = text(max_len=500)(value)
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise ValueError("contains a space or a control character")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("is not an http(s) URL with a host")
+    if not IMAGE_FILE_NAME.fullmatch(PurePosixPath(parts.path).name):
+        raise ValueError("does not end its path with a file name such as noble-server-cloudimg-amd64.img")
+    return url

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plan.model import ConfigError, LabConfig
 from plan.parse import parse_lab_config
-from plan.stack_file import load_stack_file
+from plan.stack_file import load_stack_file, raw_project_config, secret_keys
+from render.file_names import image_file_name
 from tests.plans import dev_raw
 
 
@@ -82,10 +85,10 @@ BAD = [
     ("loadBalancer.name", "WEB2-SAM", "haproxy-lab:webServers[1].name: 'WEB2-SAM' is already used by loadBalancer"),
     ("webServers.0.message", "line1\nline2", "haproxy-lab:webServers[0].message: 'line1\\nline2' contains a control"),
     ("webServers.0.message", _DELETE, "haproxy-lab:webServers[0].message: is not set"),
-    ("webServers.0.vmId", 131.5, "haproxy-lab:webServers[0].vmId: 131.5 is a float, not a whole number"),
+    ("webServers.0.vmId", 131.5, "haproxy-lab:webServers[0].vmId: 131.5 is a fractional number, not a whole number"),
     ("webServers.1.vmId", 131, "haproxy-lab:webServers[1].vmId: 131 is already used by webServers[0]"),
     ("webServers", [], "haproxy-lab:webServers: is empty; expected a list of at least one {name, ip, message}"),
-    ("webServers", {"name": "WEB1-SAM"}, "haproxy-lab:webServers: is a dict; expected a list"),
+    ("webServers", {"name": "WEB1-SAM"}, "haproxy-lab:webServers: is an object; expected a list"),
     ("haproxy.healthPath", "/healthz", "haproxy-lab:haproxy.healthPath: is no longer a setting"),
     ("haproxy.balance", "weighted", "haproxy-lab:haproxy.balance: 'weighted' is not a balance algorithm"),
     ("webServers.0.name", "WEB1;reboot", "haproxy-lab:webServers[0].name: 'WEB1;reboot' has a character"),
@@ -100,7 +103,19 @@ BAD = [
     ("proxmox.node", _DELETE, "haproxy-lab:proxmox.node: is not set; expected the Proxmox node name"),
     ("proxmox.imageUrl", "ftp://x/y.img", "haproxy-lab:proxmox.imageUrl"),
     ("vm.memoryMb", 128, "haproxy-lab:vm.memoryMb: 128 is outside 512..1048576"),
-    ("vm.diskGb", "big", "haproxy-lab:vm.diskGb: 'big' is a str, not a whole number"),
+    ("vm.diskGb", "big", "haproxy-lab:vm.diskGb: 'big' is a string, not a whole number"),
+    # sshd holds 22 on the load balancer, and the firewall would open SSH to the client network
+    ("haproxy.frontendPort", 22, "haproxy-lab:haproxy.frontendPort: 22 is SSH's port; expected a port sshd"),
+    ("haproxy.statsPort", 22, "haproxy-lab:haproxy.statsPort: 22 is SSH's port"),
+    ("haproxy.balanse", "source", "haproxy-lab:haproxy.balanse: is not a known setting (did you mean `balance`?)"),
+    ("proxmox.imageUrl", "https://x/?a=.img", "haproxy-lab:proxmox.imageUrl: 'https://x/?a=.img' does not end"),
+    ("proxmox.imageUrl", "https://x/.qcow2", "haproxy-lab:proxmox.imageUrl: 'https://x/.qcow2' does not end"),
+    ("proxmox.imageUrl", "https:///noble.img", "haproxy-lab:proxmox.imageUrl: 'https:///noble.img' is not an http"),
+    # accounts and groups of the Ubuntu cloud image: cloud-init cannot create the admin user over them
+    *(
+        ("ssh.user", user, f"haproxy-lab:ssh.user: {user!r} is a system account")
+        for user in ("www-data", "backup", "sshd", "syslog", "systemd-network", "_apt", "users", "docker", "lxd")
+    ),
 ]
 
 
@@ -212,3 +227,112 @@ def test_any_corruption_of_the_dev_plan_parses_or_is_refused_cleanly(data: st.Da
             node = node[part]
         node[path[-1]] = data.draw(_json)
     _check_outcome(raw)
+
+
+def test_a_signed_image_url_keeps_its_file_name() -> None:
+    raw = dev_raw()
+    raw["proxmox"]["imageUrl"] = "https://mirror.example/images/noble.img?token=abc"
+    assert parse_lab_config(raw).proxmox.image_url.endswith("?token=abc")
+    assert image_file_name("dev", "https://mirror.example/images/noble.img?token=abc", None).endswith("-noble.qcow2")
+
+
+def test_the_template_vm_id_cannot_be_a_vm_of_the_lab() -> None:
+    raw = dev_raw()
+    raw["webServers"][1]["vmId"] = 9000
+    raw["proxmox"]["templateVmId"] = 9000
+    with pytest.raises(ConfigError) as caught:
+        parse_lab_config(raw)
+    assert caught.value.problems == (
+        "haproxy-lab:proxmox.templateVmId: 9000 is also webServers[1].vmId; expected the id of an existing "
+        "template VM, not of a VM this lab creates",
+    )
+
+
+def test_a_misspelt_top_level_key_is_refused_with_the_closest_key() -> None:
+    raw = dev_raw()
+    raw["hapoxy"] = raw.pop("haproxy")
+    raw["statsPasword"] = "x"
+    with pytest.raises(ConfigError) as caught:
+        parse_lab_config(raw)
+    assert caught.value.problems[:2] == (
+        "haproxy-lab:hapoxy: is not a known setting (did you mean `haproxy`?); expected one of network, proxmox, "
+        "vm, ssh, haproxy, loadBalancer, webServers, sshPrivateKey, statsPassword",
+        "haproxy-lab:statsPasword: is not a known setting (did you mean `statsPassword`?); expected one of "
+        "network, proxmox, vm, ssh, haproxy, loadBalancer, webServers, sshPrivateKey, statsPassword",
+    )
+
+
+PASTED_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "b3BlbnNzaC1rZXktdjEAAAAA" * 40 + "\n-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+def test_values_of_secret_keys_are_never_repeated() -> None:
+    """A private key pasted into a secret `ssh` object: the error names the key, never the value."""
+    raw = dev_raw()
+    raw["ssh"]["publicKey"] = PASTED_KEY
+    raw["ssh"]["user"] = "www-data"
+    raw["haproxy"]["statsUser"] = PASTED_KEY
+    with pytest.raises(ConfigError) as caught:
+        parse_lab_config(raw, secret_keys={"ssh", "haproxy"})
+    text = str(caught.value)
+    assert "haproxy-lab:ssh.publicKey: (a secret value, not shown) " in text
+    assert "haproxy-lab:ssh.user: (a secret value, not shown) is a system account" in text
+    assert "haproxy-lab:haproxy.statsUser: (a secret value, not shown)" in text
+    for fragment in ("b3BlbnNzaC1r", "BEGIN OPENSSH", "www-data"):
+        assert fragment not in text
+
+
+def test_long_values_are_cut_in_errors() -> None:
+    raw = dev_raw()
+    raw["ssh"]["publicKey"] = PASTED_KEY
+    raw["webServers"][0]["message"] = "x" * 5000
+    with pytest.raises(ConfigError) as caught:
+        parse_lab_config(raw)
+    assert len(caught.value.problems) == 2
+    for problem in caught.value.problems:
+        assert len(problem) < 300, problem
+    assert f"haproxy-lab:webServers[0].message: '{'x' * 76}... is longer than 200 characters" in str(caught.value)
+
+
+def test_a_shared_nested_value_is_not_expanded_in_errors() -> None:
+    """What an alias bomb builds: one list shared at every level (10**6 leaves); the error stays short."""
+    bomb: Any = ["lol"]
+    for _ in range(6):
+        bomb = [bomb] * 10
+    raw = dev_raw()
+    raw["webServers"][0]["name"] = bomb
+    with pytest.raises(ConfigError) as caught:
+        parse_lab_config(raw)
+    assert len(str(caught.value)) < 400
+
+
+def test_the_stack_file_reader_refuses_yaml_aliases(tmp_path: Path) -> None:
+    bomb = tmp_path / "Pulumi.bomb.yaml"
+    lines = ["config:", '  haproxy-lab:vm: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  haproxy-lab:x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as caught:
+        raw_project_config(bomb)
+    assert caught.value.problems == (
+        "Pulumi.bomb.yaml:2: uses a YAML anchor or alias (&name, *name); expected plain YAML",
+    )
+
+
+def test_the_stack_file_reader_reports_broken_yaml(tmp_path: Path) -> None:
+    broken = tmp_path / "Pulumi.broken.yaml"
+    broken.write_text("config:\n  haproxy-lab:vm: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"Pulumi.broken.yaml:3: is not valid YAML"):
+        raw_project_config(broken)
+
+
+def test_the_stack_file_reader_hides_secure_values(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.s.yaml"
+    document = {"config": {f"haproxy-lab:{key}": value for key, value in dev_raw().items()}}
+    document["config"]["haproxy-lab:ssh"]["user"] = {"secure": "v1:ciphertext-of-the-user"}
+    stack.write_text(yaml.safe_dump(document))
+    raw = raw_project_config(stack)
+    with pytest.raises(ConfigError) as caught:
+        parse_lab_config(raw, secret_keys=secret_keys(raw))
+    assert "haproxy-lab:ssh.user: (a secret value, not shown) is an object" in str(caught.value)
+    assert "ciphertext" not in str(caught.value)
