@@ -18,6 +18,9 @@ from render.shipping import render
 
 TEMPLATE = "haproxy.cfg.j2"
 TRAILER = "# haproxy-lab: end of configuration"
+# Connections one client address may hold at once (a stick table in the frontend): well above any lab user,
+# far below maxconn. The rehearsal's load generator and the benchmark stay well under it.
+MAX_CONN_PER_SOURCE = 256
 
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
 _BIND = re.compile(r"^(\*|[0-9.]+):[0-9]{1,5}$")
@@ -103,6 +106,7 @@ def render_haproxy_cfg(settings: HaproxySettings) -> str:
         packaged=settings.packaged,
         log_target=settings.log_target,
         stats_socket=settings.stats_socket,
+        max_conn_per_source=MAX_CONN_PER_SOURCE,
         frontend_bind=settings.frontend_bind,
         stats_bind=settings.stats_bind,
         client_cidr=settings.client_cidr,
