@@ -28,7 +28,58 @@ DOCKER_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx
 DOCKER_LIST = (
     "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/ubuntu noble stable\n"
 )
-FAKE_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nfake\n-----END PGP PUBLIC KEY BLOCK-----\n"
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    """OpenPGP public keys made for the tests: the one the script is told to trust, the same key re-exported
+    with another user id (same fingerprint, new bytes), and an impostor."""
+
+    trusted: str
+    fingerprint: str
+    rotated: str
+    impostor: str
+
+
+def _gpg(home: Path, *args: str) -> str:
+    result = subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--no-tty",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningKeys]:
+    home = tmp_path_factory.mktemp("gnupg")
+    home.chmod(0o700)
+    try:
+        for uid in ("Docker Release (test) <docker@example.test>", "Impostor <docker@example.test>"):
+            _gpg(home, "--quick-gen-key", uid, "ed25519", "sign", "never")
+        listing = _gpg(home, "--with-colons", "--list-keys")
+        fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
+        trusted_fpr, impostor_fpr = fingerprints[0], fingerprints[1]
+        trusted = _gpg(home, "--armor", "--export", trusted_fpr)
+        impostor = _gpg(home, "--armor", "--export", impostor_fpr)
+        _gpg(home, "--quick-add-uid", trusted_fpr, "Docker Release (rotated) <docker@example.test>")
+        rotated = _gpg(home, "--armor", "--export", trusted_fpr)
+        yield SigningKeys(trusted, trusted_fpr, rotated, impostor)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
 
 
 def shell_scripts() -> list[Path]:
@@ -202,7 +253,7 @@ class Fakes:
 
 
 @pytest.fixture
-def fakes(tmp_path: Path) -> Fakes:
+def fakes(tmp_path: Path, signing_keys: SigningKeys) -> Fakes:
     bin_dir = tmp_path / "bin"
     state = tmp_path / "state"
     root = tmp_path / "root"
@@ -212,7 +263,7 @@ def fakes(tmp_path: Path) -> Fakes:
         path = bin_dir / name
         path.write_text(text)
         path.chmod(0o755)
-    (state / "key").write_text(FAKE_KEY)
+    (state / "key").write_text(signing_keys.trusted)
     (root / "etc" / "os-release").write_text('NAME="Ubuntu"\nID=ubuntu\nVERSION_CODENAME=noble\n')
     env = {
         "PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -221,6 +272,7 @@ def fakes(tmp_path: Path) -> Fakes:
         "APT_RETRY_DELAY": "0",
         "APT_LOCK_TIMEOUT": "30",
         "LC_ALL": "C",
+        "DOCKER_KEY_FINGERPRINT": signing_keys.fingerprint,
     }
     return Fakes(state=state, root=root, env=env)
 
@@ -252,13 +304,13 @@ def test_wait_for_cloud_init(fakes: Fakes, status: int, ok: bool) -> None:
 # --- install-docker.sh / install-haproxy.sh ---------------------------------------------------
 
 
-def test_install_docker_first_run(fakes: Fakes) -> None:
+def test_install_docker_first_run(fakes: Fakes, signing_keys: SigningKeys) -> None:
     result = run_script("install-docker.sh", env=fakes.env)
     assert result.returncode == 0, result.stderr
 
     keyring = fakes.root / "etc/apt/keyrings/docker.asc"
     sources = fakes.root / "etc/apt/sources.list.d/docker.list"
-    assert keyring.read_text() == FAKE_KEY
+    assert keyring.read_text() == signing_keys.trusted
     assert sources.read_text() == DOCKER_LIST
     assert keyring.stat().st_mode & 0o777 == 0o644
     assert sources.stat().st_mode & 0o777 == 0o644
@@ -293,10 +345,10 @@ def test_install_docker_second_run_changes_nothing(fakes: Fakes) -> None:
     assert "already installed" in result.stdout
 
 
-def test_install_docker_changed_key_is_rewritten_and_index_refreshed(fakes: Fakes) -> None:
+def test_install_docker_changed_key_is_rewritten_and_index_refreshed(fakes: Fakes, signing_keys: SigningKeys) -> None:
     assert run_script("install-docker.sh", env=fakes.env).returncode == 0
     fakes.reset_calls()
-    new_key = FAKE_KEY.replace("fake", "rotated")
+    new_key = signing_keys.rotated  # same fingerprint, another user id
     (fakes.state / "key").write_text(new_key)
 
     result = run_script("install-docker.sh", env=fakes.env)
@@ -306,13 +358,13 @@ def test_install_docker_changed_key_is_rewritten_and_index_refreshed(fakes: Fake
     assert [c.split(" lock")[0] for c in fakes.apt_calls()] == ["apt-get update"]
 
 
-def test_install_docker_keeps_existing_key_when_download_fails(fakes: Fakes) -> None:
+def test_install_docker_keeps_existing_key_when_download_fails(fakes: Fakes, signing_keys: SigningKeys) -> None:
     assert run_script("install-docker.sh", env=fakes.env).returncode == 0
     (fakes.state / "curl-fails").touch()
     result = run_script("install-docker.sh", env=fakes.env)
     assert result.returncode == 0, result.stderr
     assert "keeping /etc/apt/keyrings/docker.asc" in result.stderr
-    assert (fakes.root / "etc/apt/keyrings/docker.asc").read_text() == FAKE_KEY
+    assert (fakes.root / "etc/apt/keyrings/docker.asc").read_text() == signing_keys.trusted
 
 
 def test_install_docker_fails_without_key(fakes: Fakes) -> None:
@@ -321,6 +373,35 @@ def test_install_docker_fails_without_key(fakes: Fakes) -> None:
     assert result.returncode != 0
     assert "could not download Docker's apt key" in result.stderr
     assert fakes.apt_calls() == []
+
+
+def test_install_docker_refuses_a_key_with_another_fingerprint(fakes: Fakes, signing_keys: SigningKeys) -> None:
+    (fakes.state / "key").write_text(signing_keys.impostor)
+    result = run_script("install-docker.sh", env=fakes.env)
+    assert result.returncode != 0
+    assert f"its fingerprint is not {signing_keys.fingerprint}" in result.stderr
+    assert not (fakes.root / "etc/apt/keyrings/docker.asc").exists()
+    assert not (fakes.root / "etc/apt/sources.list.d/docker.list").exists()
+    assert fakes.apt_calls() == []
+
+
+def test_install_docker_refuses_an_impostor_over_a_trusted_keyring(fakes: Fakes, signing_keys: SigningKeys) -> None:
+    assert run_script("install-docker.sh", env=fakes.env).returncode == 0
+    fakes.reset_calls()
+    (fakes.state / "key").write_text(signing_keys.trusted + signing_keys.impostor)  # one extra key is one too many
+    result = run_script("install-docker.sh", env=fakes.env)
+    assert result.returncode != 0
+    assert "refusing the key" in result.stderr
+    assert (fakes.root / "etc/apt/keyrings/docker.asc").read_text() == signing_keys.trusted
+    assert fakes.apt_calls() == []
+
+
+def test_install_docker_trusts_only_dockers_fingerprint_by_default(fakes: Fakes) -> None:
+    env = {name: value for name, value in fakes.env.items() if name != "DOCKER_KEY_FINGERPRINT"}
+    result = run_script("install-docker.sh", env=env)
+    assert result.returncode != 0
+    assert "its fingerprint is not 9DC858229FC7DD38854AE2D88D81803C0EBFCD88" in result.stderr
+    assert not (fakes.root / "etc/apt/keyrings/docker.asc").exists()
 
 
 def test_install_docker_rejects_non_key_download(fakes: Fakes) -> None:

@@ -10,15 +10,21 @@
 # Robust on a fresh VM: waits for the dpkg/apt locks (cloud-init, apt-daily,
 # unattended-upgrades may hold them) and retries transient download failures.
 #
+# Docker's key is trusted only when it is the key Docker documents: one primary key
+# whose fingerprint is DOCKER_KEY_FINGERPRINT (checked with gpg, nothing imported).
+#
 # Environment (for tests; defaults are right for the VMs):
 #   ROOT            prefix for /etc/apt/..., /etc/os-release and the apt lock files (default: empty)
 #   DOCKER_APT_URL  repository (default https://download.docker.com/linux/ubuntu)
+#   DOCKER_KEY_FINGERPRINT the signing key's fingerprint (default Docker's, 9DC8...CD88)
 #   APT_LOCK_TIMEOUT seconds to wait for the apt/dpkg locks (default 600)
 #   APT_RETRIES     attempts per apt-get command (default 5), APT_RETRY_DELAY seconds between (default 15)
 set -eu
 
 ROOT=${ROOT:-}
 DOCKER_APT_URL=${DOCKER_APT_URL:-https://download.docker.com/linux/ubuntu}
+# Docker's documented release key: 9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88.
+DOCKER_KEY_FINGERPRINT=${DOCKER_KEY_FINGERPRINT:-9DC858229FC7DD38854AE2D88D81803C0EBFCD88}
 KEYRING=/etc/apt/keyrings/docker.asc
 SOURCES=/etc/apt/sources.list.d/docker.list
 PACKAGES="docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
@@ -48,15 +54,37 @@ next=
 trap 'rm -rf "$work"; [ -z "$next" ] || rm -f "$next"' EXIT
 trap 'exit 1' HUP INT TERM
 
+# The primary-key fingerprints in key file $1, one a line (gpg reads it in a
+# throw-away home: nothing is imported anywhere).
+primary_fingerprints() {
+    install -d -m 0700 "$work/gnupg"
+    gpg --homedir "$work/gnupg" --batch --no-tty --with-colons --show-keys "$1" 2>/dev/null |
+        awk -F: '$1 == "pub" { primary = 1; next } $1 == "fpr" && primary { print $10; primary = 0 }'
+}
+
+# Whether key file $1 holds exactly one primary key, Docker's.
+is_docker_key() {
+    [ "$(primary_fingerprints "$1")" = "$DOCKER_KEY_FINGERPRINT" ]
+}
+
 changed=0
 install -d -m 0755 "$ROOT/etc/apt/keyrings" "$ROOT/etc/apt/sources.list.d"
+if ! command -v gpg >/dev/null 2>&1; then
+    apt_get update
+    apt_get install -y gpg
+fi
 
 # Docker's signing key (ASCII-armoured; apt reads .asc keyrings directly).
 if curl -fsSL --retry 5 --retry-delay 3 --retry-connrefused --connect-timeout 20 \
     -o "$work/docker.asc" "$DOCKER_APT_URL/gpg" &&
     grep -q -- '-----BEGIN PGP PUBLIC KEY BLOCK-----' "$work/docker.asc"; then
+    if ! is_docker_key "$work/docker.asc"; then
+        echo "refusing the key at $DOCKER_APT_URL/gpg: its fingerprint is not $DOCKER_KEY_FINGERPRINT" >&2
+        echo "found: $(primary_fingerprints "$work/docker.asc" | tr '\n' ' ')" >&2
+        exit 1
+    fi
     replace_if_changed "$ROOT$KEYRING" "$work/docker.asc" 644
-elif [ -s "$ROOT$KEYRING" ]; then
+elif [ -s "$ROOT$KEYRING" ] && is_docker_key "$ROOT$KEYRING"; then
     echo "warning: could not refresh Docker's apt key, keeping $KEYRING" >&2
 else
     echo "could not download Docker's apt key from $DOCKER_APT_URL/gpg" >&2
