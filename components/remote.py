@@ -52,10 +52,12 @@ def sudo_script(script: str, name: str, *args: str) -> str:
 
 
 # Runs as root: unpack the base64 tar.gz arriving on stdin into a fresh private directory, then run
-# the script ($1, named $2) with that directory as its only argument. The script removes it.
+# the script ($1, named $2) with that directory as its only argument. The directory is removed on every
+# exit (a corrupt bundle, a failed script, a signal), so no copy of the app is left in /tmp.
 _UNPACK_AND_RUN = (
-    "set -eu; umask 077; d=$(mktemp -d /tmp/haproxy-lab-bundle.XXXXXX); "
-    'base64 -d | tar -xzf - -C "$d"; exec sh -c "$1" "$2" "$d"'
+    'set -eu; umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/haproxy-lab-bundle.XXXXXX"); '
+    "trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM; "
+    'base64 -d | tar -xzf - -C "$d"; sh -c "$1" "$2" "$d"'
 )
 
 

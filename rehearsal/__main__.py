@@ -40,6 +40,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="leave the lab running after the checks until Ctrl-C")
     parser.add_argument("--haproxy", default=None, metavar="PATH", help="haproxy binary (default: haproxy on PATH)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per web server (default: 2)")
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the work directory (logs, haproxy.cfg with the run's throw-away password); removed otherwise",
+    )
     args = parser.parse_args(argv)
     if args.web_servers is not None and args.web_servers < 2:
         parser.error("--web-servers must be at least 2 (failover needs a second server)")
@@ -103,11 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-rehearsal-"))
     ok = False
     try:
-        with LocalLab(setup.lb, setup.servers, workdir, progress) as local_lab:
+        with LocalLab(setup.lb, setup.servers, workdir, progress, disposable_workdir=not args.keep_logs) as local_lab:
             progress(f"stack {args.stack}: {len(local_lab.servers)} web servers, logs in {workdir}")
             try:
                 local_lab.start()
-            except RuntimeError as error:
+            except (RuntimeError, OSError) as error:
                 print(f"rehearsal: the lab did not start: {error}", file=sys.stderr)
                 return 2
             results = run_checks(
@@ -128,10 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nrehearsal: interrupted, stopping every process", file=sys.stderr)
         return 130 if not args.keep else (0 if ok else 1)
     finally:
-        if ok:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
+        if args.keep_logs:
             print(f"rehearsal: logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            if not ok:
+                print("rehearsal: logs removed; run again with --keep-logs to keep them", file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -14,11 +14,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
+from rehearsal.balance import ORDERED_BALANCES, keeps_promise
 from rehearsal.load import LoadResult, run_load, sequential
 from rehearsal.local_lab import LocalLab, basic_auth_header
 from rehearsal.progress import seconds
 
-ORDERED_BALANCES = ("roundrobin", "static-rr")
 STATE_TIMEOUT = 15.0
 
 
@@ -79,17 +79,16 @@ def in_rotation(answers: list[str], messages: Collection[str]) -> bool:
 
 
 def round_robin(local_lab: LocalLab, balance: str = "roundrobin") -> CheckResult:
-    """Test 1: sequential requests; with N servers, every N consecutive answers name each server once."""
+    """Test 1: sequential requests; with N servers, every N consecutive answers name each server once
+    (another algorithm is held to its own promise: rehearsal.balance)."""
+    if balance not in ORDERED_BALANCES:
+        verdict = keeps_promise(local_lab, balance)
+        return CheckResult("round-robin", verdict.kept, f"{verdict.promise}: {_abbreviate(verdict.answers)}")
     n = len(local_lab.servers)
     outcomes = sequential(local_lab.lb.host, local_lab.lb.port, max(6, 2 * n), local_lab.messages)
     answers = [o.body if o.ok else f"<{o.error}>" for o in outcomes]
     all_ok = all(o.ok for o in outcomes)
-    if balance in ORDERED_BALANCES:
-        ordered = in_rotation(answers, local_lab.messages)
-        note = ""
-    else:
-        ordered, note = True, f" (balance {balance}: order not checked)"
-    return CheckResult("round-robin", all_ok and ordered, _abbreviate(answers) + note)
+    return CheckResult("round-robin", all_ok and in_rotation(answers, local_lab.messages), _abbreviate(answers))
 
 
 def _stats_listener_status(local_lab: LocalLab, path: str, *, with_credentials: bool) -> int:
@@ -131,7 +130,8 @@ def failover(local_lab: LocalLab, index: int = 0) -> CheckResult:
 
 
 def recovery(local_lab: LocalLab, index: int = 0, balance: str = "roundrobin") -> CheckResult:
-    """Test 4: restart the stopped server; it is back UP, answers again, and the strict rotation resumes.
+    """Test 4: restart the stopped server; it is back UP, answers again, and the strict rotation resumes
+    (another algorithm is held to its own promise with every server back: rehearsal.balance).
 
     HAProxy's round-robin first lets a returning server catch up on the turns it missed (a short burst
     of answers from it), so requests go on, in rounds of N, until the last 2N answers are a clean
@@ -143,16 +143,19 @@ def recovery(local_lab: LocalLab, index: int = 0, balance: str = "roundrobin") -
     local_lab.start_server(index)
     waited = local_lab.wait_states(lambda states: states.get(name) == "UP", STATE_TIMEOUT)
     up_after = None if waited is None else time.monotonic() - start
+    if balance not in ORDERED_BALANCES:
+        # No rotation to wait for: the lab with every server back must keep the algorithm's own promise.
+        verdict = keeps_promise(local_lab, balance)
+        figures = f"{name} restarted, UP {seconds(up_after)} after start; {verdict.promise}: "
+        return CheckResult("recovery", up_after is not None and verdict.kept, figures + _abbreviate(verdict.answers))
     answers: list[str] = []
     all_ok = True
-    ordered = balance not in ORDERED_BALANCES
+    ordered = False
     while len(answers) < 8 * n + 12:
         outcomes = sequential(local_lab.lb.host, local_lab.lb.port, n, local_lab.messages)
         all_ok = all_ok and all(o.ok for o in outcomes)
         answers.extend(o.body if o.ok else f"<{o.error}>" for o in outcomes)
-        if balance not in ORDERED_BALANCES or (
-            len(answers) >= 2 * n and in_rotation(answers[-2 * n :], local_lab.messages)
-        ):
+        if len(answers) >= 2 * n and in_rotation(answers[-2 * n :], local_lab.messages):
             ordered = True
             break
     passed = up_after is not None and all_ok and message in answers and ordered

@@ -106,13 +106,16 @@ def requests_on_one_connection(
     limit: float,
     more: Callable[[], bool],
     outcomes: list[Outcome],
+    source: str | None = None,
 ) -> None:
-    """GET `path` while `more()` says so, on one kept-alive connection, reconnecting after a failure."""
+    """GET `path` while `more()` says so, on one kept-alive connection (from `source` if given, e.g. another
+    loopback address), reconnecting after a failure."""
     conn: http.client.HTTPConnection | None = None
+    address = None if source is None else (source, 0)
     try:
         while more():
             if conn is None:
-                conn = http.client.HTTPConnection(host, port, timeout=limit)
+                conn = http.client.HTTPConnection(host, port, timeout=limit, source_address=address)
             outcome, reusable = one_request(conn, path, expected, limit)
             outcomes.append(outcome)
             if not reusable:
@@ -171,11 +174,13 @@ def run_load(
     return LoadResult(outcomes, started, finished)
 
 
-def sequential(host: str, port: int, count: int, expected: Collection[str] = ()) -> list[Outcome]:
+def sequential(
+    host: str, port: int, count: int, expected: Collection[str] = (), source: str | None = None
+) -> list[Outcome]:
     """`count` requests one after the other on one kept-alive connection (reconnecting after a failure)."""
     outcomes: list[Outcome] = []
     remaining = iter(range(count))
     requests_on_one_connection(
-        host, port, "/", expected, FAIL_AFTER, lambda: next(remaining, None) is not None, outcomes
+        host, port, "/", expected, FAIL_AFTER, lambda: next(remaining, None) is not None, outcomes, source
     )
     return outcomes

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rehearsal.watchdog import Watchdog
+
 Progress = Callable[[str], None]
 
 
@@ -86,11 +88,22 @@ def parse_stats_csv(text: str, backend: str) -> dict[str, str]:
 class LocalLab:
     """A running lab. Use as a context manager: leaving it (normally, on error or Ctrl-C) stops everything."""
 
-    def __init__(self, lb: LbSpec, servers: Sequence[ServerSpec], workdir: Path, progress: Progress = quiet) -> None:
+    def __init__(
+        self,
+        lb: LbSpec,
+        servers: Sequence[ServerSpec],
+        workdir: Path,
+        progress: Progress = quiet,
+        *,
+        disposable_workdir: bool = False,
+    ) -> None:
+        """`disposable_workdir`: the guard process also removes `workdir` if this process dies uncleanly."""
         self.lb = lb
         self.servers = list(servers)
         self.workdir = workdir
         self.progress = progress
+        self.disposable_workdir = disposable_workdir
+        self._watchdog: Watchdog | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._frozen: set[str] = set()
         self._stats_conn: http.client.HTTPConnection | None = None
@@ -128,6 +141,11 @@ class LocalLab:
             raise RuntimeError(f"not every server became UP within {timeout:.0f} s: {self.server_states()}")
 
     def _spawn(self, key: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None) -> None:
+        if self._watchdog is None:
+            # Before the first process: a kill -9 of this process must not leave any of them behind.
+            self._watchdog = Watchdog()
+            if self.disposable_workdir:
+                self._watchdog.tell(f"dir {self.workdir}")
         log = (self.workdir / f"{key}.log").open("ab")
         try:
             proc = subprocess.Popen(
@@ -143,6 +161,12 @@ class LocalLab:
             log.close()
         self._procs[key] = proc
         self.groups.append(proc.pid)
+        self._watchdog.tell(f"group {proc.pid}")
+
+    def _reaped(self, proc: subprocess.Popen[bytes]) -> None:
+        """The group is gone: the guard must never signal its id again (it may be reused)."""
+        if self._watchdog is not None and proc.returncode is not None:
+            self._watchdog.tell(f"reaped {proc.pid}")
 
     def start_haproxy(self) -> None:
         """HAProxy in the foreground (-db), logging to its stderr, i.e. workdir/haproxy.log."""
@@ -206,7 +230,9 @@ class LocalLab:
     def kill_server(self, index: int) -> None:
         """SIGKILL the whole server (like `docker stop -s KILL` or a VM power loss) and reap it."""
         self.signal_server(index, signal.SIGKILL)
-        self._procs[self.servers[index].name].wait(timeout=10)
+        proc = self._procs[self.servers[index].name]
+        proc.wait(timeout=10)
+        self._reaped(proc)
 
     def stop_server(self, index: int, timeout: float = 15.0) -> None:
         """Graceful stop, like `docker stop`: SIGTERM to the master only, then wait for it to exit."""
@@ -219,6 +245,7 @@ class LocalLab:
             self.kill_server(index)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # any worker left behind
+        self._reaped(proc)
 
     # --- observation -----------------------------------------------------------------------------------------
 
@@ -288,5 +315,9 @@ class LocalLab:
                 os.killpg(proc.pid, signal.SIGKILL)  # whatever is left in the group, workers included
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+            self._reaped(proc)
         self._procs.clear()
         self._frozen.clear()
+        if self._watchdog is not None:
+            self._watchdog.bye()
+            self._watchdog = None

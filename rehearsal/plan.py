@@ -94,8 +94,10 @@ def rehearsal_setup(
     lab: LabConfig, count: int | None = None, *, haproxy_bin: str | None = None, workers: int = 2
 ) -> RehearsalSetup:
     """Render haproxy.cfg for loopback from the lab's template with a fresh random stats password."""
-    binary = haproxy_bin or shutil.which("haproxy")
+    binary = shutil.which(haproxy_bin or "haproxy")
     if binary is None:
+        if haproxy_bin:
+            raise RuntimeError(f"{haproxy_bin} is not an executable haproxy binary")
         raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
     servers = [gunicorn_server(s, free_port(s.host), workers) for s in planned_servers(lab, count)]
     port, stats_port = free_port(LB_HOST), free_port(LB_HOST)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,17 +16,27 @@ from render.shipping import tar_gz_base64
 HOSTILE = ["plain", "with space", "it's", '"dq"', "$(touch /tmp/pwned-by-arg)", "`id`", "a;b", "*", "\\", "$HOME"]
 
 
-def run_locally(command_line: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """Run what the VM would run, as this user: the same text minus the leading `sudo -n`."""
+def run_locally(command_line: str, stdin: str = "", tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run what the VM would run, as this user: the same text minus the leading `sudo -n`.
+
+    With `tmpdir`, the unpacker's directory goes there (TMPDIR), and none may appear in /tmp either.
+    """
     assert command_line.startswith("sudo -n ")
-    return subprocess.run(
+    env = None if tmpdir is None else {**os.environ, "TMPDIR": str(tmpdir)}
+    before = set(Path("/tmp").glob("haproxy-lab-bundle.*"))
+    result = subprocess.run(
         ["sh", "-c", command_line.removeprefix("sudo -n ")],
         input=stdin,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=30,
     )
+    if tmpdir is not None:
+        left = set(Path("/tmp").glob("haproxy-lab-bundle.*")) - before
+        assert not left, f"unpack directories left in /tmp: {left}"
+    return result
 
 
 def test_script_and_arguments_arrive_unchanged() -> None:
@@ -49,10 +60,20 @@ def test_bundle_arrives_as_files_in_a_private_directory() -> None:
     assert lines[1:] == [f"{name}={text.rstrip()}" for name, text in files.items()]
 
 
-def test_a_corrupt_bundle_fails_before_the_script_runs() -> None:
-    result = run_locally(sudo_script_with_bundle("#!/bin/sh\necho ran\n", "deploy.sh"), stdin="bm90IGEgdGFy\n")
+def test_a_corrupt_bundle_fails_before_the_script_runs(tmp_path: Path) -> None:
+    command = sudo_script_with_bundle("#!/bin/sh\necho ran\n", "deploy.sh")
+    result = run_locally(command, stdin="bm90IGEgdGFy\n", tmpdir=tmp_path)
     assert result.returncode != 0
     assert "ran" not in result.stdout
+    assert list(tmp_path.iterdir()) == [], "the unpack directory is removed"
+
+
+@pytest.mark.parametrize(("script", "status"), [("exit 0", 0), ("exit 3", 3)])
+def test_the_unpack_directory_is_removed_whatever_the_script_does(tmp_path: Path, script: str, status: int) -> None:
+    command = sudo_script_with_bundle(f'#!/bin/sh\ntest -f "$1/app.py"\n{script}\n', "deploy.sh")
+    result = run_locally(command, stdin=tar_gz_base64({"app.py": "x"}), tmpdir=tmp_path)
+    assert result.returncode == status, result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bundles_are_deterministic() -> None:
