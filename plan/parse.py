@@ -378,6 +378,15 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
         hosts.append(("loadBalancer", load_balancer))
     hosts.extend((f"webServers[{i}]", s) for i, s in enumerate(web_servers))
     _check_hosts(r, cidr, gateway, hosts)
+    if network is not None:
+        for key, host in hosts:
+            # cloud-init's fqdn and the LB's health-check Host header are name.domain: at most 253 characters.
+            if len(host.name) + 1 + len(network.domain) > v.MAX_FQDN:
+                r.fail(
+                    f"{key}.name",
+                    f"with network.domain it makes a {len(host.name) + 1 + len(network.domain)}-character name",
+                    f"a host name and domain of at most {v.MAX_FQDN} characters together",
+                )
     if proxmox is not None and proxmox.template_vm_id is not None:
         for key, host in hosts:
             if host.vm_id == proxmox.template_vm_id:

@@ -39,6 +39,7 @@ STATS_USER = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 IMAGE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.(img|qcow2)$")
 MAX_STATS_PASSWORD = 256  # HAProxy reads one config word; far above any generated password
 SSH_PORT = 22
+MAX_FQDN = 253  # DNS's limit for a whole name: cloud-init's fqdn and HAProxy's health-check Host header
 SHOWN_LIMIT = 80  # longest value an error message repeats
 HIDDEN = "(a secret value, not shown)"
 

@@ -336,3 +336,16 @@ def test_the_stack_file_reader_hides_secure_values(tmp_path: Path) -> None:
         parse_lab_config(raw, secret_keys=secret_keys(raw))
     assert "haproxy-lab:ssh.user: (a secret value, not shown) is an object" in str(caught.value)
     assert "ciphertext" not in str(caught.value)
+
+
+def test_a_host_name_too_long_with_the_domain_is_refused_before_rendering() -> None:
+    """The renderers write name.domain (cloud-init's fqdn, the health-check Host): DNS allows 253 characters."""
+    raw = dev_raw()
+    raw["network"]["domain"] = ".".join(["d" * 63] * 3) + ".lab"  # 195 characters, a valid domain
+    raw["loadBalancer"]["name"] = "L" * 63
+    with pytest.raises(ConfigError) as caught:
+        parse_lab_config(raw)
+    assert caught.value.problems == (
+        "haproxy-lab:loadBalancer.name: with network.domain it makes a 259-character name; expected a host name "
+        "and domain of at most 253 characters together",
+    )
