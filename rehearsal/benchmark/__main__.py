@@ -54,7 +54,7 @@ def single_server_throughput(label: str, setup: RehearsalSetup, *, seconds: floa
     """
     workdir = Path(tempfile.mkdtemp(prefix=f"haproxy-lab-bench-{label}-1-"))
     try:
-        with LocalLab(setup.lb, setup.servers, workdir, progress) as local_lab:
+        with LocalLab(setup.lb, setup.servers, workdir, progress, disposable_workdir=True) as local_lab:
             local_lab.start()
             progress(f"{label}: one web server, 32 connections for {seconds:g} s")
             return measure(local_lab.lb.host, local_lab.lb.port, seconds=seconds, use_wrk=use_wrk)
@@ -75,7 +75,7 @@ def measure_setup(
     then the one-server setup's throughput."""
     workdir = Path(tempfile.mkdtemp(prefix=f"haproxy-lab-bench-{label}-"))
     try:
-        with LocalLab(setup.lb, setup.servers, workdir, progress) as local_lab:
+        with LocalLab(setup.lb, setup.servers, workdir, progress, disposable_workdir=True) as local_lab:
             local_lab.start()
             progress(f"{label}: throughput, 32 connections for {throughput_seconds:g} s")
             throughput = measure(local_lab.lb.host, local_lab.lb.port, seconds=throughput_seconds, use_wrk=use_wrk)
