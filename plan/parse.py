@@ -13,6 +13,7 @@ from typing import Any
 
 from plan import values as v
 from plan.app_contract import HEALTH_PATH
+from plan.cross_checks import check_fqdns, check_ports, check_template_vm_id
 from plan.model import (
     ConfigError,
     Haproxy,
@@ -242,17 +243,9 @@ def _parse_ssh(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None) ->
         raw,
         "ssh",
         "user",
-        v.text(v.LINUX_USER, 32),
-        "a Linux user name (lower case letters, digits, '_' or '-'), e.g. samuel",
+        v.admin_user,
+        "a personal Linux user name (lower case letters, digits, '_' or '-'), e.g. samuel",
     )
-    if user is not None and (user in v.RESERVED_LINUX_USERS or user.startswith(v.RESERVED_LINUX_USER_PREFIXES)):
-        r.fail(
-            "ssh.user",
-            f"{r.show('ssh.user', user, quote=True)} is a system account or group "
-            "of the Ubuntu image (cloud-init could not create the admin user)",
-            "a personal admin user name, e.g. samuel",
-        )
-        user = None
     key = r.value(
         raw,
         "ssh",
@@ -312,20 +305,7 @@ def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None
         "the IPv4 network allowed to reach the site, e.g. 10.0.0.0/16",
         default_clients,
     )
-    for name, port in (("frontendPort", frontend), ("statsPort", stats)):
-        if port == v.SSH_PORT:
-            # sshd holds it on the load balancer, and the firewall would open SSH to the client network.
-            r.fail(
-                f"haproxy.{name}",
-                f"{r.show('haproxy', port)} is SSH's port",
-                "a port sshd does not use, e.g. 80 or 8404",
-            )
-    if frontend is not None and frontend == stats:
-        r.fail(
-            "haproxy.statsPort",
-            f"{r.show('haproxy', stats)} is also haproxy.frontendPort",
-            "a port of its own, e.g. 8404",
-        )
+    check_ports(r, frontend, stats)
     if algorithm is None or frontend is None or stats is None or user is None or clients is None:
         return None
     return Haproxy(
@@ -378,23 +358,8 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
         hosts.append(("loadBalancer", load_balancer))
     hosts.extend((f"webServers[{i}]", s) for i, s in enumerate(web_servers))
     _check_hosts(r, cidr, gateway, hosts)
-    if network is not None:
-        for key, host in hosts:
-            # cloud-init's fqdn and the LB's health-check Host header are name.domain: at most 253 characters.
-            if len(host.name) + 1 + len(network.domain) > v.MAX_FQDN:
-                r.fail(
-                    f"{key}.name",
-                    f"with network.domain it makes a {len(host.name) + 1 + len(network.domain)}-character name",
-                    f"a host name and domain of at most {v.MAX_FQDN} characters together",
-                )
-    if proxmox is not None and proxmox.template_vm_id is not None:
-        for key, host in hosts:
-            if host.vm_id == proxmox.template_vm_id:
-                r.fail(
-                    "proxmox.templateVmId",
-                    f"{r.show('proxmox', proxmox.template_vm_id)} is also {key}.vmId",
-                    "the id of an existing template VM, not of a VM this lab creates",
-                )
+    check_fqdns(r, network, hosts)
+    check_template_vm_id(r, proxmox, hosts)
 
     if (
         r.problems

@@ -202,6 +202,13 @@ def integer(low: int, high: int) -> Callable[[Any], int]:
     return convert
 
 
+def admin_user(value: Any) -> str:
+    user = text(LINUX_USER, 32)(value)
+    if user in RESERVED_LINUX_USERS or user.startswith(RESERVED_LINUX_USER_PREFIXES):
+        raise ValueError("is a system account or group of the Ubuntu image (cloud-init could not create the user)")
+    return user
+
+
 def ipv4(value: Any) -> ipaddress.IPv4Address:
     if not isinstance(value, str):
         raise TypeError(f"is {kind(value)}, not a string")
