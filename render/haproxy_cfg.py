@@ -8,6 +8,7 @@ quote every user value, the last safety net against a line break or quote reachi
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ TRAILER = "# haproxy-lab: end of configuration"
 # Connections one client address may hold at once (a stick table in the frontend): well above any lab user,
 # far below maxconn. The rehearsal's load generator and the benchmark stay well under it.
 MAX_CONN_PER_SOURCE = 256
+CONFIG_ID_VARIABLE = "HAPROXY_LAB_CONFIG_ID"
+_PENDING_ID = "0" * 16
 
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
 _BIND = re.compile(r"^(\*|[0-9.]+):[0-9]{1,5}$")
@@ -118,10 +121,25 @@ def render_haproxy_cfg(settings: HaproxySettings) -> str:
         stats_user=quote_haproxy_word(settings.stats_user),
         stats_password=quote_haproxy_word(settings.stats_password),
         stats_auth=quote_haproxy_word(f"{settings.stats_user}:{settings.stats_password}"),
+        config_id=_PENDING_ID,
     )
+    text = _with_config_id(text)
     if text.rstrip("\n").rsplit("\n", 1)[-1] != TRAILER:
         raise AssertionError("haproxy.cfg.j2 lost its trailer line")  # a template bug, not bad input
     return text
+
+
+def _with_config_id(text: str) -> str:
+    """Fill in the file's identity: a digest of everything else in it, so any change gives a new id.
+
+    The id is only readable where the file itself is (root's master CLI, the admin socket), so a digest
+    that covers the stats password reveals nothing new.
+    """
+    line = f"setenv {CONFIG_ID_VARIABLE} {_PENDING_ID}\n"
+    if text.count(line) != 1:
+        raise AssertionError("haproxy.cfg.j2 must set the config id exactly once")  # a template bug
+    config_id = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return text.replace(line, f"setenv {CONFIG_ID_VARIABLE} {config_id}\n")
 
 
 def lab_settings(lab: LabConfig, stats_password: str) -> HaproxySettings:

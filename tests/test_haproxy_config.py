@@ -276,3 +276,24 @@ def test_any_printable_password_round_trips(run_haproxy: StartHaproxy, password:
     port = run_haproxy(haproxy26(), password)
     assert stats_status(port, "admin", password) == 200
     assert stats_status(port, "admin", password[:-1] or "x" + password) == 401
+
+
+def test_config_id_names_the_whole_content(dev: LabConfig) -> None:
+    """apply-haproxy-cfg.sh proves a reload by reading this id back: any change must change it."""
+
+    def config_id(text: str) -> str:
+        lines = [line.split() for line in text.splitlines() if "HAPROXY_LAB_CONFIG_ID" in line and "setenv" in line]
+        assert len(lines) == 1
+        assert lines[0][:2] == ["setenv", "HAPROXY_LAB_CONFIG_ID"]
+        return lines[0][2]
+
+    base = config_id(render_lab_haproxy_cfg(dev, PASSWORD))
+    assert len(base) == 16
+    assert int(base, 16) != 0
+    assert config_id(render_lab_haproxy_cfg(dev, PASSWORD)) == base
+    assert config_id(render_lab_haproxy_cfg(dev, PASSWORD + "x")) != base
+    assert config_id(render_lab_haproxy_cfg(lab_with_servers(3), PASSWORD)) != base
+    rehearsal = loopback_settings()
+    assert config_id(render_haproxy_cfg(rehearsal)) != config_id(
+        render_haproxy_cfg(dataclasses.replace(rehearsal, balance="leastconn"))
+    )
