@@ -232,8 +232,7 @@ def test_ready_times_out_when_the_server_stays_down(lb: Lb) -> None:
 
 @pytest.mark.parametrize("action", ["drain", "ready"])
 def test_a_server_haproxy_does_not_know_yet_is_a_note(lb: Lb, action: str) -> None:
-    for args, env in ((("WEB9-SAM",), {}), (("S1",), {"BACKEND": "new_backend"})):
-        result = lb.run(action, *args, **env)
+    for result in (lb.run(action, "WEB9-SAM"), lb.run(action, "S1", BACKEND="new_backend")):
         assert result.returncode == 0, result.stderr
         assert "note: HAProxy does not know" in result.stdout
     assert lb.states() == {"S1": "UP", "S2": "UP"}
