@@ -18,9 +18,9 @@ from pathlib import Path
 
 from plan.model import ConfigError
 from plan.stack_file import load_stack_file
-from rehearsal import checks
+from rehearsal import checks, day2
 from rehearsal.checks import CheckResult
-from rehearsal.local_lab import LocalLab
+from rehearsal.local_lab import LocalLab, ServerSpec
 from rehearsal.plan import rehearsal_setup
 from rehearsal.progress import progress, stop_like_ctrl_c
 
@@ -68,10 +68,22 @@ def format_table(rows: Sequence[CheckResult]) -> str:
     return "\n".join(lines)
 
 
+def _needs(spare: ServerSpec | None, drill: Callable[[ServerSpec], CheckResult]) -> CheckResult:
+    if spare is None:
+        raise RuntimeError("the setup has no spare web server")
+    return drill(spare)
+
+
 def run_checks(
-    local_lab: LocalLab, *, balance: str, drill_seconds: float, progress: Callable[[str], None]
+    local_lab: LocalLab,
+    *,
+    balance: str,
+    drill_seconds: float,
+    spare: ServerSpec | None,
+    progress: Callable[[str], None],
 ) -> list[CheckResult]:
-    """The six checks, in order, on a started lab; an unexpected error becomes a FAIL row, not a crash."""
+    """The six checks and the two day-2 drills, in order, on a started lab; an unexpected error becomes a
+    FAIL row, not a crash."""
     n = len(local_lab.servers)
     steps: list[tuple[str, Callable[[], CheckResult]]] = [
         ("round-robin", lambda: checks.round_robin(local_lab, balance)),
@@ -83,6 +95,8 @@ def run_checks(
             lambda: checks.fault_drill(local_lab, 1 % n, "crash", seconds=drill_seconds).check("crash drill"),
         ),
         ("hang drill", lambda: checks.fault_drill(local_lab, 0, "hang", seconds=drill_seconds).check("hang drill")),
+        ("rolling update", lambda: day2.rolling_update(local_lab)),
+        ("server set", lambda: _needs(spare, lambda server: day2.server_set(local_lab, server))),
     ]
     results: list[CheckResult] = []
     for name, step in steps:
@@ -99,13 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the rehearsal; the exit status says whether every check passed."""
     args = parse_args(argv)
     stop_like_ctrl_c()
+    workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-rehearsal-"))
     try:
         plan = load_stack_file(args.stack)
-        setup = rehearsal_setup(plan, args.web_servers, haproxy_bin=args.haproxy, workers=args.workers)
+        setup = rehearsal_setup(
+            plan, args.web_servers, haproxy_bin=args.haproxy, workers=args.workers, runtime_dir=workdir
+        )
     except (ConfigError, OSError, ValueError, RuntimeError) as error:
         print(f"rehearsal: cannot set up the lab: {error}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-rehearsal-"))
     ok = False
     try:
         with LocalLab(setup.lb, setup.servers, workdir, progress, disposable_workdir=not args.keep_logs) as local_lab:
@@ -116,7 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"rehearsal: the lab did not start: {error}", file=sys.stderr)
                 return 2
             results = run_checks(
-                local_lab, balance=plan.haproxy.balance, drill_seconds=args.drill_seconds, progress=progress
+                local_lab,
+                balance=plan.haproxy.balance,
+                drill_seconds=args.drill_seconds,
+                spare=setup.spare,
+                progress=progress,
             )
             print()
             print(format_table(results))

@@ -136,8 +136,10 @@ def run_load(
     expected: Collection[str] = (),
     path: str = "/",
     limit: float = FAIL_AFTER,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
-    """`concurrency` threads send GETs back to back for `seconds` (and at most `max_requests` in all)."""
+    """`concurrency` threads send GETs back to back for `seconds` (and at most `max_requests` in all), or
+    until `stop` is set."""
     if concurrency < 1 or seconds <= 0:
         raise ValueError("concurrency must be >= 1 and seconds > 0")
     tickets = itertools.count()
@@ -154,7 +156,7 @@ def run_load(
             path,
             expected,
             limit,
-            lambda: time.monotonic() < deadline and next(tickets) < max_requests,
+            lambda: time.monotonic() < deadline and not (stop and stop.is_set()) and next(tickets) < max_requests,
             outcomes,
         )
 

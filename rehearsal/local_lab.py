@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import dataclasses
+import grp
 import http.client
 import io
 import os
@@ -22,8 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rehearsal.watchdog import Watchdog
+from rehearsal.runtime import wait_processes
+from render.haproxy_cfg import Backend, HaproxySettings, render_haproxy_cfg
+from render.shipping import script_text
 
 Progress = Callable[[str], None]
+VM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the scripts find the system's python3, awk, sed as on a VM
 
 
 def quiet(_: str) -> None:
@@ -64,6 +70,8 @@ class LbSpec:
     stats_user: str | None = None
     stats_password: str | None = None
     backend: str = "web_servers"
+    settings: HaproxySettings | None = None  # what cfg_text was rendered from: drills render variants of it
+    admin_socket: Path | None = None
 
 
 def basic_auth_header(user: str, password: str) -> str:
@@ -126,6 +134,11 @@ class LocalLab:
     def cfg_path(self) -> Path:
         return self.workdir / "haproxy.cfg"
 
+    @property
+    def master_socket(self) -> Path:
+        """HAProxy's master CLI, as the packaged unit's `-S` gives the VM one."""
+        return self.workdir / "master.sock"
+
     def start(self, timeout: float = 30.0) -> None:
         """Start every web server, then HAProxy, and wait until HAProxy sees every server UP."""
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -169,8 +182,10 @@ class LocalLab:
             self._watchdog.tell(f"reaped {proc.pid}")
 
     def start_haproxy(self) -> None:
-        """HAProxy in the foreground (-db), logging to its stderr, i.e. workdir/haproxy.log."""
-        self._spawn("haproxy", [self.lb.haproxy_bin, "-db", "-f", str(self.cfg_path)], {}, None)
+        """HAProxy in master-worker mode like the VM's unit (-W, master CLI), in the foreground (-db),
+        logging to its stderr, i.e. workdir/haproxy.log."""
+        argv = [self.lb.haproxy_bin, "-W", "-db", "-f", str(self.cfg_path), "-S", str(self.master_socket)]
+        self._spawn("haproxy", argv, {}, None)
 
     def start_server(self, index: int) -> None:
         """(Re)start web server `index` in a new process group."""
@@ -246,6 +261,65 @@ class LocalLab:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # any worker left behind
         self._reaped(proc)
+
+    # --- changes, through the scripts the VMs run ---------------------------------------------------------
+
+    @staticmethod
+    def run_script(name: str, *args: str, env: Mapping[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """files/scripts/<name> as the VM runs it (dash, includes inlined), with this lab's paths in `env`."""
+        return subprocess.run(
+            ["dash", "-c", script_text(name), name, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={"PATH": VM_PATH, **env},
+            timeout=120,
+            check=False,
+        )
+
+    def server_state(self, action: str, name: str) -> subprocess.CompletedProcess[str]:
+        """haproxy-server-state.sh drain|ready NAME on this lab's admin socket."""
+        if self.lb.admin_socket is None:
+            raise RuntimeError("this lab's haproxy.cfg has no admin socket")
+        env = {"SOCKET": str(self.lb.admin_socket), "BACKEND": self.lb.backend, "TIMEOUT": "30"}
+        return self.run_script("haproxy-server-state.sh", action, name, env=env)
+
+    def render_for(self, servers: Sequence[ServerSpec]) -> str:
+        """This lab's haproxy.cfg with another set of web servers (everything else unchanged)."""
+        if self.lb.settings is None:
+            raise RuntimeError("this lab's haproxy.cfg was not rendered from settings")
+        backends = [Backend(server.name, f"{server.host}:{server.port}") for server in servers]
+        return render_haproxy_cfg(dataclasses.replace(self.lb.settings, servers=backends))
+
+    def apply_config(self, text: str) -> subprocess.CompletedProcess[str]:
+        """apply-haproxy-cfg.sh with `text`: checked, swapped in, reloaded and confirmed via the master CLI."""
+        master = self._procs["haproxy"].pid
+        env = {
+            "HAPROXY_CFG": str(self.cfg_path),
+            "HAPROXY_BIN": self.lb.haproxy_bin,
+            "HAPROXY_RELOAD": f"kill -USR2 {master}",
+            "HAPROXY_MASTER_SOCKET": str(self.master_socket),
+            "HAPROXY_GROUP": grp.getgrgid(os.getgid()).gr_name,  # not the VM's haproxy group
+        }
+        return self.run_script("apply-haproxy-cfg.sh", env=env, stdin=text)
+
+    def wait_old_workers_gone(self, timeout: float = 30.0) -> None:
+        """After a reload: wait until only the newest worker is left (the old ones finished their requests)."""
+        self._close_stats_conn()  # our own idle stats connection would hold an old worker until its timeout
+        wait_processes(self.master_socket, lambda procs: len(procs.workers) == 1, timeout)
+
+    def add_server(self, spec: ServerSpec, timeout: float = 30.0) -> int:
+        """Start one more web server and wait until it answers directly; its index."""
+        self.servers.append(spec)
+        index = len(self.servers) - 1
+        self.start_server(index)
+        self.wait_server_ready(index, timeout)
+        return index
+
+    def remove_server(self, index: int) -> ServerSpec:
+        """Stop web server `index` gracefully and forget it (its process group stays reaped by close())."""
+        self.stop_server(index)
+        return self.servers.pop(index)
 
     # --- observation -----------------------------------------------------------------------------------------
 

@@ -84,22 +84,31 @@ def gunicorn_server(server: PlannedServer, port: int, workers: int) -> ServerSpe
 
 @dataclass(frozen=True)
 class RehearsalSetup:
-    """Everything needed to start the rehearsal lab."""
+    """Everything needed to start the rehearsal lab, plus a spare web server for the server-set drill."""
 
     lb: LbSpec
     servers: list[ServerSpec]
+    spare: ServerSpec | None = None
 
 
 def rehearsal_setup(
-    lab: LabConfig, count: int | None = None, *, haproxy_bin: str | None = None, workers: int = 2
+    lab: LabConfig,
+    count: int | None = None,
+    *,
+    haproxy_bin: str | None = None,
+    workers: int = 2,
+    runtime_dir: Path | None = None,
 ) -> RehearsalSetup:
-    """Render haproxy.cfg for loopback from the lab's template with a fresh random stats password."""
+    """Render haproxy.cfg for loopback from the lab's template with a fresh random stats password; with
+    `runtime_dir`, HAProxy's admin socket lives there (the drills drive HAProxy through it)."""
     binary = shutil.which(haproxy_bin or "haproxy")
     if binary is None:
         if haproxy_bin:
             raise RuntimeError(f"{haproxy_bin} is not an executable haproxy binary")
         raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
-    servers = [gunicorn_server(s, free_port(s.host), workers) for s in planned_servers(lab, count)]
+    planned = planned_servers(lab, (count or len(lab.web_servers)) + 1)
+    *servers, spare = [gunicorn_server(s, free_port(s.host), workers) for s in planned]
+    admin_socket = None if runtime_dir is None else runtime_dir / "admin.sock"
     port, stats_port = free_port(LB_HOST), free_port(LB_HOST)
     password = secrets.token_urlsafe(18)
     settings = HaproxySettings(
@@ -114,6 +123,7 @@ def rehearsal_setup(
         admin_cidr=LOOPBACK,
         packaged=False,
         log_target="stderr",
+        stats_socket=None if admin_socket is None else str(admin_socket),
     )
     lb = LbSpec(
         cfg_text=render_haproxy_cfg(settings),
@@ -123,5 +133,7 @@ def rehearsal_setup(
         stats_port=stats_port,
         stats_user=lab.haproxy.stats_user,
         stats_password=password,
+        settings=settings,
+        admin_socket=admin_socket,
     )
-    return RehearsalSetup(lb, servers)
+    return RehearsalSetup(lb, servers, spare)

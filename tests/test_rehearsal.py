@@ -16,15 +16,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from plan.model import LabConfig
 from rehearsal import checks
-from rehearsal.__main__ import format_table
+from rehearsal import day2 as checks_day2
+from rehearsal.__main__ import format_table, run_checks
 from rehearsal.checks import CheckResult
-from rehearsal.local_lab import LocalLab, parse_stats_csv
+from rehearsal.local_lab import LocalLab, ServerSpec, parse_stats_csv
 from rehearsal.plan import planned_servers, rehearsal_setup
+from rehearsal.runtime import cli, show_proc
 
 REPO = Path(__file__).resolve().parent.parent
 DRILL_SECONDS = 5.0
@@ -39,16 +42,23 @@ def group_alive(pgid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_lab(plan: LabConfig, count: int, workdir: Path) -> Iterator[LocalLab]:
-    """A started rehearsal lab; afterwards every process group it ever started must be gone."""
-    setup = rehearsal_setup(plan, count)
+def running_setup(plan: LabConfig, count: int, workdir: Path) -> Iterator[tuple[LocalLab, ServerSpec]]:
+    """A started rehearsal lab and its spare server; afterwards every process group it started must be gone."""
+    setup = rehearsal_setup(plan, count, runtime_dir=workdir)
+    assert setup.spare is not None
     lab = LocalLab(setup.lb, setup.servers, workdir)
     try:
         with lab:
             lab.start()
-            yield lab
+            yield lab, setup.spare
     finally:
         assert not [pgid for pgid in lab.groups if group_alive(pgid)], "processes left behind"
+
+
+@contextlib.contextmanager
+def running_lab(plan: LabConfig, count: int, workdir: Path) -> Iterator[LocalLab]:
+    with running_setup(plan, count, workdir) as (lab, _):
+        yield lab
 
 
 # --- pure parts --------------------------------------------------------------------------------------------------
@@ -146,13 +156,49 @@ def run_six_checks(lab: LocalLab) -> None:
     assert lab.server_states() == dict.fromkeys(names, "UP")
 
 
+def run_day2_drills(lab: LocalLab, spare: ServerSpec) -> None:
+    names = [server.name for server in lab.servers]
+    groups = len(lab.groups)
+
+    rolling = checks_day2.rolling_update(lab)
+    assert rolling.passed, rolling.figures
+    assert ", failed 0," in rolling.figures
+    per_server = rolling.figures.split("per server: ", 1)[1]
+    assert all(f"{name} " in per_server for name in names)
+    assert len(lab.groups) == groups + len(names), "every server was restarted once"
+    assert lab.server_states() == dict.fromkeys(names, "UP")
+
+    served_before = lab.cfg_path.read_text()
+    added = checks_day2.server_set(lab, spare)
+    assert added.passed, added.figures
+    assert ", failed 0," in added.figures
+    assert int(added.figures.split(" answers;", 1)[0].rsplit(" ", 1)[1]) > 0
+    assert [server.name for server in lab.servers] == names
+    assert not group_alive(lab.groups[-1]), "the removed server is stopped"
+    assert lab.server_states() == dict.fromkeys(names, "UP")
+    # Back to the same set: the same file, and the worker serving it is the one the master CLI confirms.
+    assert lab.cfg_path.read_text() == served_before
+    newest = show_proc(lab.master_socket).newest
+    served = cli(lab.master_socket, f"@!{newest} show env HAPROXY_LAB_CONFIG_ID").strip()
+    assert served.split("=", 1)[1] in served_before
+
+
+def test_spare_server_follows_the_plan(dev: LabConfig, tmp_path: Path) -> None:
+    setup = rehearsal_setup(dev, 2, runtime_dir=tmp_path)
+    assert setup.spare is not None
+    assert (setup.spare.name, setup.spare.message, setup.spare.host) == ("WEB3-SAM", "Serveur 3", "127.0.0.33")
+    assert f"stats socket {tmp_path / 'admin.sock'} " in setup.lb.cfg_text
+    assert "WEB3-SAM" not in setup.lb.cfg_text
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("count", [2, 3])
 def test_rehearsal_end_to_end(dev: LabConfig, count: int, tmp_path: Path) -> None:
-    with running_lab(dev, count, tmp_path) as lab:
+    with running_setup(dev, count, tmp_path) as (lab, spare):
         assert len(lab.servers) == count
         run_six_checks(lab)
+        run_day2_drills(lab, spare)
 
 
 @pytest.mark.slow
@@ -200,3 +246,30 @@ def test_cli_ctrl_c_stops_every_process() -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+class _NoLab:
+    """Stands in for a lab that cannot do anything: every check must turn that into a FAIL row."""
+
+    def __init__(self) -> None:
+        self.servers: list[ServerSpec] = []
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"no lab ({name})")
+
+
+def test_cli_runs_the_six_checks_then_the_day2_drills() -> None:
+    rows = run_checks(
+        cast(LocalLab, _NoLab()), balance="roundrobin", drill_seconds=4, spare=None, progress=lambda _: None
+    )
+    assert [row.name for row in rows] == [
+        "round-robin",
+        "stats",
+        "failover",
+        "recovery",
+        "crash drill",
+        "hang drill",
+        "rolling update",
+        "server set",
+    ]
+    assert not any(row.passed for row in rows)
