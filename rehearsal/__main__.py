@@ -1,7 +1,9 @@
-"""`python -m rehearsal`: run the stack's plan on loopback and print the six checks as a table.
+"""`python -m rehearsal`: run the stack's plan on loopback and print the six checks and the two day-2
+drills as a table.
 
-Why a CLI of its own: it proves, before any VM exists, that the shipped haproxy.cfg template and web
-app balance, fail over, recover and survive a crash and a hang without a client-visible error.
+Why a CLI of its own: it proves, before any VM exists, that the shipped haproxy.cfg template, web app and
+scripts balance, fail over, recover, survive a crash and a hang, a rolling update of every server and a
+server added then removed, without a client-visible error.
 Exit status: 0 when every check passes, 1 when one fails, 2 when the lab could not be set up.
 """
 
@@ -32,7 +34,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m rehearsal",
         description="Run the lab's plan on loopback (real HAProxy + gunicorn) and check balancing, stats, "
-        "failover, recovery, a crash drill and a hang drill.",
+        "failover, recovery, a crash drill, a hang drill, a rolling update and a server added then removed.",
     )
     parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml plan to use (default: dev)")
     parser.add_argument("--web-servers", type=int, default=None, metavar="N", help="web servers (default: the plan's)")

@@ -16,6 +16,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from rehearsal import lab_scripts
 from rehearsal.checks import STATE_TIMEOUT, CheckResult
 from rehearsal.load import LoadResult, run_load
 from rehearsal.local_lab import LocalLab, ServerSpec
@@ -86,14 +87,18 @@ def rolling_update(local_lab: LocalLab, concurrency: int = 16) -> CheckResult:
     with BackgroundLoad(local_lab, local_lab.messages, concurrency) as load:
         for index, server in enumerate(list(local_lab.servers)):
             begin = time.monotonic()
-            if not _script_ok(f"drain {server.name}", local_lab.server_state("drain", server.name), problems):
+            if not _script_ok(
+                f"drain {server.name}", lab_scripts.server_state(local_lab, "drain", server.name), problems
+            ):
                 break
             drained = time.monotonic()
             local_lab.stop_server(index)
             local_lab.start_server(index)
             local_lab.wait_server_ready(index)
             restarted = time.monotonic()
-            if not _script_ok(f"ready {server.name}", local_lab.server_state("ready", server.name), problems):
+            if not _script_ok(
+                f"ready {server.name}", lab_scripts.server_state(local_lab, "ready", server.name), problems
+            ):
                 break
             done = time.monotonic()
             per_server.append(
@@ -136,7 +141,7 @@ def server_set(local_lab: LocalLab, spare: ServerSpec, concurrency: int = 16) ->
         begin = time.monotonic()
         index = local_lab.add_server(spare)
         started = time.monotonic()
-        with_spare = local_lab.apply_config(local_lab.render_for([*before, spare]))
+        with_spare = lab_scripts.apply_config(local_lab, lab_scripts.render_for(local_lab, [*before, spare]))
         if _script_ok("reload with the new server", with_spare, problems):
             added_at = time.monotonic()
             reload_in = added_at - started
@@ -144,9 +149,13 @@ def server_set(local_lab: LocalLab, spare: ServerSpec, concurrency: int = 16) ->
             up_after = None if waited is None else time.monotonic() - added_at
             _wait_sessions(local_lab, spare.name, SPARE_SHARE)
         removal = time.monotonic()
-        if _script_ok("reload without it", local_lab.apply_config(local_lab.render_for(before)), problems):
+        if _script_ok(
+            "reload without it",
+            lab_scripts.apply_config(local_lab, lab_scripts.render_for(local_lab, before)),
+            problems,
+        ):
             removed_in = time.monotonic() - removal
-            local_lab.wait_old_workers_gone()
+            lab_scripts.wait_old_workers_gone(local_lab)
             old_gone_in = time.monotonic() - removal
         local_lab.remove_server(index)
         time.sleep(0.5)  # the load goes on a moment after the stop: none of those requests may fail

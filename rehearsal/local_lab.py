@@ -1,4 +1,5 @@
-"""Start, signal and stop a local lab: one HAProxy and N web-server processes, all on loopback.
+"""Start, signal and stop a local lab: one HAProxy and N web-server processes, all on loopback; change it
+(servers in and out, haproxy.cfg) through the same scripts the VMs run.
 
 Why process groups: a web server is a gunicorn master plus workers; the drills must kill or freeze the
 whole server at once (like `docker stop -s KILL` / `docker pause`), so each server runs in its own
@@ -10,8 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import dataclasses
-import grp
 import http.client
 import io
 import os
@@ -24,12 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rehearsal.watchdog import Watchdog
-from rehearsal.runtime import wait_processes
-from render.haproxy_cfg import Backend, HaproxySettings, render_haproxy_cfg
-from render.shipping import script_text
+from render.haproxy_cfg import HaproxySettings
 
 Progress = Callable[[str], None]
-VM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the scripts find the system's python3, awk, sed as on a VM
 
 
 def quiet(_: str) -> None:
@@ -262,51 +258,12 @@ class LocalLab:
             os.killpg(proc.pid, signal.SIGKILL)  # any worker left behind
         self._reaped(proc)
 
-    # --- changes, through the scripts the VMs run ---------------------------------------------------------
+    # --- changes ---------------------------------------------------------------------------------------
 
-    @staticmethod
-    def run_script(name: str, *args: str, env: Mapping[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-        """files/scripts/<name> as the VM runs it (dash, includes inlined), with this lab's paths in `env`."""
-        return subprocess.run(
-            ["dash", "-c", script_text(name), name, *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env={"PATH": VM_PATH, **env},
-            timeout=120,
-            check=False,
-        )
-
-    def server_state(self, action: str, name: str) -> subprocess.CompletedProcess[str]:
-        """haproxy-server-state.sh drain|ready NAME on this lab's admin socket."""
-        if self.lb.admin_socket is None:
-            raise RuntimeError("this lab's haproxy.cfg has no admin socket")
-        env = {"SOCKET": str(self.lb.admin_socket), "BACKEND": self.lb.backend, "TIMEOUT": "30"}
-        return self.run_script("haproxy-server-state.sh", action, name, env=env)
-
-    def render_for(self, servers: Sequence[ServerSpec]) -> str:
-        """This lab's haproxy.cfg with another set of web servers (everything else unchanged)."""
-        if self.lb.settings is None:
-            raise RuntimeError("this lab's haproxy.cfg was not rendered from settings")
-        backends = [Backend(server.name, f"{server.host}:{server.port}") for server in servers]
-        return render_haproxy_cfg(dataclasses.replace(self.lb.settings, servers=backends))
-
-    def apply_config(self, text: str) -> subprocess.CompletedProcess[str]:
-        """apply-haproxy-cfg.sh with `text`: checked, swapped in, reloaded and confirmed via the master CLI."""
-        master = self._procs["haproxy"].pid
-        env = {
-            "HAPROXY_CFG": str(self.cfg_path),
-            "HAPROXY_BIN": self.lb.haproxy_bin,
-            "HAPROXY_RELOAD": f"kill -USR2 {master}",
-            "HAPROXY_MASTER_SOCKET": str(self.master_socket),
-            "HAPROXY_GROUP": grp.getgrgid(os.getgid()).gr_name,  # not the VM's haproxy group
-        }
-        return self.run_script("apply-haproxy-cfg.sh", env=env, stdin=text)
-
-    def wait_old_workers_gone(self, timeout: float = 30.0) -> None:
-        """After a reload: wait until only the newest worker is left (the old ones finished their requests)."""
-        self._close_stats_conn()  # our own idle stats connection would hold an old worker until its timeout
-        wait_processes(self.master_socket, lambda procs: len(procs.workers) == 1, timeout)
+    @property
+    def haproxy_pid(self) -> int:
+        """HAProxy's master (what the VM's unit calls $MAINPID)."""
+        return self._procs["haproxy"].pid
 
     def add_server(self, spec: ServerSpec, timeout: float = 30.0) -> int:
         """Start one more web server and wait until it answers directly; its index."""
@@ -336,17 +293,17 @@ class LocalLab:
                 response = self._stats_conn.getresponse()
                 body = response.read().decode("utf-8", errors="replace")
                 if response.will_close:
-                    self._close_stats_conn()
+                    self.close_stats_connection()
                 if response.status != 200:
                     raise RuntimeError(f"stats CSV answered {response.status}")
                 return body
             except (OSError, http.client.HTTPException):
-                self._close_stats_conn()
+                self.close_stats_connection()
                 if attempt:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _close_stats_conn(self) -> None:
+    def close_stats_connection(self) -> None:
         if self._stats_conn is not None:
             self._stats_conn.close()
             self._stats_conn = None
@@ -374,7 +331,7 @@ class LocalLab:
 
     def close(self) -> None:
         """Stop every process group this lab started: SIGCONT (frozen ones), SIGTERM, then SIGKILL after 3 s."""
-        self._close_stats_conn()
+        self.close_stats_connection()
         procs = list(self._procs.items())
         for _, proc in procs:
             for sig in (signal.SIGCONT, signal.SIGTERM):

@@ -1,4 +1,5 @@
-"""The rehearsal end to end: real HAProxy and gunicorn on loopback, the six checks, and cleanup.
+"""The rehearsal end to end: real HAProxy and gunicorn on loopback, the six checks, the day-2 drills, and
+cleanup.
 
 Why end to end: the drills are the proof that the template's timeouts, retries and health checks hide
 a crashed or frozen server from clients; only real processes under real load can show it.
