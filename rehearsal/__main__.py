@@ -115,16 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the rehearsal; the exit status says whether every check passed."""
     args = parse_args(argv)
     stop_like_ctrl_c()
-    workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-rehearsal-"))
     try:
         plan = load_stack_file(args.stack)
-        setup = rehearsal_setup(
-            plan, args.web_servers, haproxy_bin=args.haproxy, workers=args.workers, runtime_dir=workdir
-        )
+        setup = rehearsal_setup(plan, args.web_servers, haproxy_bin=args.haproxy, workers=args.workers)
     except (ConfigError, OSError, ValueError, RuntimeError) as error:
         print(f"rehearsal: cannot set up the lab: {error}", file=sys.stderr)
-        shutil.rmtree(workdir, ignore_errors=True)
         return 2
+    workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-rehearsal-"))
     ok = False
     try:
         with LocalLab(setup.lb, setup.servers, workdir, progress, disposable_workdir=not args.keep_logs) as local_lab:

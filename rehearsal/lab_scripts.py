@@ -13,7 +13,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from rehearsal.local_lab import LocalLab, ServerSpec
+from rehearsal.local_lab import MASTER_SOCKET, LocalLab, ServerSpec
 from rehearsal.runtime import wait_processes
 from render.haproxy_cfg import Backend, render_haproxy_cfg
 from render.shipping import script_text
@@ -21,10 +21,14 @@ from render.shipping import script_text
 VM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the scripts find the system's python3, awk, sed as on a VM
 
 
-def run_script(name: str, *args: str, env: Mapping[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """files/scripts/<name> as a VM runs it (dash, includes inlined), with the lab's paths in `env`."""
+def run_script(
+    lab: LocalLab, name: str, *args: str, env: Mapping[str, str], stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """files/scripts/<name> as a VM runs it (dash, includes inlined), with the lab's paths in `env`, in the
+    lab's work directory (where HAProxy's sockets are: named relative to it, their paths stay short)."""
     return subprocess.run(
         ["dash", "-c", script_text(name), name, *args],
+        cwd=lab.workdir,
         input=stdin,
         capture_output=True,
         text=True,
@@ -38,8 +42,8 @@ def server_state(lab: LocalLab, action: str, name: str) -> subprocess.CompletedP
     """haproxy-server-state.sh drain|ready NAME on the lab's admin socket."""
     if lab.lb.admin_socket is None:
         raise RuntimeError("this lab's haproxy.cfg has no admin socket")
-    env = {"SOCKET": str(lab.lb.admin_socket), "BACKEND": lab.lb.backend, "TIMEOUT": "30"}
-    return run_script("haproxy-server-state.sh", action, name, env=env)
+    env = {"SOCKET": lab.lb.admin_socket, "BACKEND": lab.lb.backend, "TIMEOUT": "30"}
+    return run_script(lab, "haproxy-server-state.sh", action, name, env=env)
 
 
 def render_for(lab: LocalLab, servers: Sequence[ServerSpec]) -> str:
@@ -57,10 +61,10 @@ def apply_config(lab: LocalLab, text: str) -> subprocess.CompletedProcess[str]:
         "HAPROXY_CFG": str(lab.cfg_path),
         "HAPROXY_BIN": lab.lb.haproxy_bin,
         "HAPROXY_RELOAD": f"kill -USR2 {lab.haproxy_pid}",
-        "HAPROXY_MASTER_SOCKET": str(lab.master_socket),
+        "HAPROXY_MASTER_SOCKET": MASTER_SOCKET,
         "HAPROXY_GROUP": grp.getgrgid(os.getgid()).gr_name,  # ours, not the VM's haproxy group
     }
-    return run_script("apply-haproxy-cfg.sh", env=env, stdin=text)
+    return run_script(lab, "apply-haproxy-cfg.sh", env=env, stdin=text)
 
 
 def wait_old_workers_gone(lab: LocalLab, timeout: float = 30.0) -> None:

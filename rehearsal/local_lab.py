@@ -26,6 +26,7 @@ from rehearsal.watchdog import Watchdog
 from render.haproxy_cfg import HaproxySettings
 
 Progress = Callable[[str], None]
+MASTER_SOCKET = "master.sock"
 
 
 def quiet(_: str) -> None:
@@ -67,7 +68,7 @@ class LbSpec:
     stats_password: str | None = None
     backend: str = "web_servers"
     settings: HaproxySettings | None = None  # what cfg_text was rendered from: drills render variants of it
-    admin_socket: Path | None = None
+    admin_socket: str | None = None  # the `stats socket` file, in HAProxy's working directory (the workdir)
 
 
 def basic_auth_header(user: str, password: str) -> str:
@@ -133,7 +134,7 @@ class LocalLab:
     @property
     def master_socket(self) -> Path:
         """HAProxy's master CLI, as the packaged unit's `-S` gives the VM one."""
-        return self.workdir / "master.sock"
+        return self.workdir / MASTER_SOCKET
 
     def start(self, timeout: float = 30.0) -> None:
         """Start every web server, then HAProxy, and wait until HAProxy sees every server UP."""
@@ -180,8 +181,9 @@ class LocalLab:
     def start_haproxy(self) -> None:
         """HAProxy in master-worker mode like the VM's unit (-W, master CLI), in the foreground (-db),
         logging to its stderr, i.e. workdir/haproxy.log."""
-        argv = [self.lb.haproxy_bin, "-W", "-db", "-f", str(self.cfg_path), "-S", str(self.master_socket)]
-        self._spawn("haproxy", argv, {}, None)
+        # Run in the work directory, sockets named relative to it: AF_UNIX paths are limited to ~100 bytes.
+        argv = [self.lb.haproxy_bin, "-W", "-db", "-f", str(self.cfg_path), "-S", f"unix@{MASTER_SOCKET}"]
+        self._spawn("haproxy", argv, {}, self.workdir)
 
     def start_server(self, index: int) -> None:
         """(Re)start web server `index` in a new process group."""

@@ -20,6 +20,7 @@ from rehearsal.local_lab import LbSpec, ServerSpec, free_port
 from render.haproxy_cfg import Backend, HaproxySettings, health_host, render_haproxy_cfg
 
 LB_HOST = "127.0.0.30"
+ADMIN_SOCKET = "admin.sock"  # relative: HAProxy runs in the lab's work directory
 FIRST_SERVER_OCTET = 31
 MAX_SERVERS = 64
 LOOPBACK = "127.0.0.0/8"
@@ -97,10 +98,9 @@ def rehearsal_setup(
     *,
     haproxy_bin: str | None = None,
     workers: int = 2,
-    runtime_dir: Path | None = None,
 ) -> RehearsalSetup:
-    """Render haproxy.cfg for loopback from the lab's template with a fresh random stats password; with
-    `runtime_dir`, HAProxy's admin socket lives there (the drills drive HAProxy through it)."""
+    """Render haproxy.cfg for loopback from the lab's template with a fresh random stats password, and an
+    admin socket in HAProxy's working directory (the drills drive HAProxy through it)."""
     binary = shutil.which(haproxy_bin or "haproxy")
     if binary is None:
         if haproxy_bin:
@@ -108,7 +108,6 @@ def rehearsal_setup(
         raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
     planned = planned_servers(lab, (count or len(lab.web_servers)) + 1)
     *servers, spare = [gunicorn_server(s, free_port(s.host), workers) for s in planned]
-    admin_socket = None if runtime_dir is None else runtime_dir / "admin.sock"
     port, stats_port = free_port(LB_HOST), free_port(LB_HOST)
     password = secrets.token_urlsafe(18)
     settings = HaproxySettings(
@@ -123,7 +122,7 @@ def rehearsal_setup(
         admin_cidr=LOOPBACK,
         packaged=False,
         log_target="stderr",
-        stats_socket=None if admin_socket is None else str(admin_socket),
+        stats_socket=f"unix@{ADMIN_SOCKET}",
     )
     lb = LbSpec(
         cfg_text=render_haproxy_cfg(settings),
@@ -134,6 +133,6 @@ def rehearsal_setup(
         stats_user=lab.haproxy.stats_user,
         stats_password=password,
         settings=settings,
-        admin_socket=admin_socket,
+        admin_socket=ADMIN_SOCKET,
     )
     return RehearsalSetup(lb, servers, spare)

@@ -6,11 +6,24 @@ reload failed) instead of sleeping; the shell scripts shipped to the VMs ask the
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def _connect(sock: socket.socket, path: Path) -> None:
+    """Connect to a Unix socket; a path over AF_UNIX's ~100 bytes is reached through its directory's fd."""
+    if len(bytes(path)) < 100:
+        sock.connect(str(path))
+        return
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        sock.connect(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)
 
 
 def cli(path: Path | str, command: str, timeout: float = 5.0) -> str:
@@ -20,7 +33,7 @@ def cli(path: Path | str, command: str, timeout: float = 5.0) -> str:
     """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(str(path))
+        _connect(sock, Path(path))
         sock.sendall(command.encode() + b"\n")
         sock.shutdown(socket.SHUT_WR)
         chunks = []

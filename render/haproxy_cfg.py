@@ -28,6 +28,9 @@ _PENDING_ID = "0" * 16
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
 _BIND = re.compile(r"^(\*|[0-9.]+):[0-9]{1,5}$")
 _LOG_TARGET = re.compile(r"^(stderr|stdout|/[A-Za-z0-9._/-]+)$")
+# An absolute path, or unix@<file name> in HAProxy's working directory (the rehearsal's: AF_UNIX paths
+# are limited to about 100 bytes, and its work directory may be deep).
+_SOCKET = re.compile(r"^(/[A-Za-z0-9._/-]+|unix@[A-Za-z0-9._-]+)$")
 _HOST_HEADER = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 
 
@@ -95,8 +98,8 @@ def _check(settings: HaproxySettings) -> None:
         problems.append("server names are not unique")
     if not _LOG_TARGET.fullmatch(settings.log_target):
         problems.append(f"log target {settings.log_target!r} is not stderr, stdout or an absolute path")
-    if settings.stats_socket is not None and not _LOG_TARGET.fullmatch(settings.stats_socket):
-        problems.append(f"stats socket {settings.stats_socket!r} is not an absolute path")
+    if settings.stats_socket is not None and not _SOCKET.fullmatch(settings.stats_socket):
+        problems.append(f"stats socket {settings.stats_socket!r} is not an absolute path or unix@<file name>")
     if problems:
         raise ValueError("cannot render haproxy.cfg: " + "; ".join(problems))
 

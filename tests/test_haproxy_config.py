@@ -217,6 +217,8 @@ def test_quoting_is_the_last_net_for_a_line_break(dev: LabConfig) -> None:
         ({"stats_bind": "127.0.0.30:18080"}, "share"),
         ({"health_host": "bad host"}, "Host"),
         ({"log_target": "stderr format raw"}, "log target"),
+        ({"stats_socket": "admin.sock"}, "stats socket"),  # HAProxy would read it as host:port
+        ({"stats_socket": "/run/a b.sock"}, "stats socket"),
     ],
 )
 def test_other_bad_settings_are_refused(change: dict[str, object], message: str) -> None:

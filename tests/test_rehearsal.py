@@ -45,7 +45,7 @@ def group_alive(pgid: int) -> bool:
 @contextlib.contextmanager
 def running_setup(plan: LabConfig, count: int, workdir: Path) -> Iterator[tuple[LocalLab, ServerSpec]]:
     """A started rehearsal lab and its spare server; afterwards every process group it started must be gone."""
-    setup = rehearsal_setup(plan, count, runtime_dir=workdir)
+    setup = rehearsal_setup(plan, count)
     assert setup.spare is not None
     lab = LocalLab(setup.lb, setup.servers, workdir)
     try:
@@ -184,11 +184,11 @@ def run_day2_drills(lab: LocalLab, spare: ServerSpec) -> None:
     assert served.split("=", 1)[1] in served_before
 
 
-def test_spare_server_follows_the_plan(dev: LabConfig, tmp_path: Path) -> None:
-    setup = rehearsal_setup(dev, 2, runtime_dir=tmp_path)
+def test_spare_server_follows_the_plan(dev: LabConfig) -> None:
+    setup = rehearsal_setup(dev, 2)
     assert setup.spare is not None
     assert (setup.spare.name, setup.spare.message, setup.spare.host) == ("WEB3-SAM", "Serveur 3", "127.0.0.33")
-    assert f"stats socket {tmp_path / 'admin.sock'} " in setup.lb.cfg_text
+    assert "stats socket unix@admin.sock " in setup.lb.cfg_text
     assert "WEB3-SAM" not in setup.lb.cfg_text
 
 
