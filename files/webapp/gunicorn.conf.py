@@ -46,3 +46,19 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # The proxy in front is HAProxy (option forwardfor); trust its X-Forwarded-For only from the configured peers.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# gunicorn closes each connection gracefully: it waits up to 2 s for the peer's FIN before it takes the next
+# one. A load balancer that died or froze never sends it, so each request it had queued here would hold a
+# sync worker 2 s and starve the surviving load balancer's requests and health checks (measured: HTTP 503s
+# for seconds after an HA failover). HAProxy closes within milliseconds; 0.1 s is plenty.
+CLOSE_LINGER_SECONDS = 0.1
+
+
+def post_worker_init(worker: object) -> None:
+    """Bound gunicorn's graceful-close linger in this worker (gunicorn has no setting for it)."""
+    import functools
+
+    from gunicorn import util  # type: ignore[import-untyped]
+
+    original = getattr(util.close_graceful, "func", util.close_graceful)
+    util.close_graceful = functools.partial(original, timeout=CLOSE_LINGER_SECONDS)
