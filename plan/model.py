@@ -65,7 +65,7 @@ class WebServer(Host):
 class Proxmox:
     """Where on Proxmox VE the VMs go, and what they boot from."""
 
-    node: str
+    nodes: tuple[str, ...]
     vm_datastore: str
     image_datastore: str
     snippets_datastore: str
@@ -75,6 +75,11 @@ class Proxmox:
     template_vm_id: int | None
     boot_disk: str
     """The interface of the disk the VM boots from (the template's, when cloning): virtio0, scsi0..."""
+
+    @property
+    def node(self) -> str:
+        """The first node: where the cloud image or the template VM is read from."""
+        return self.nodes[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +113,8 @@ class Haproxy:
 
 @dataclass(frozen=True, kw_only=True)
 class LabConfig:
-    """The whole validated plan: one load balancer in front of one or more web servers."""
+    """The whole validated plan: one load balancer (or an active/standby pair behind a virtual IP) in front
+    of one or more web servers."""
 
     network: Network
     proxmox: Proxmox
@@ -117,11 +123,31 @@ class LabConfig:
     haproxy: Haproxy
     load_balancer: Host
     web_servers: tuple[WebServer, ...]
+    standby: Host | None = None
+    """The second load balancer of an HA pair (`loadBalancer.standby`); None for a single load balancer."""
+    virtual_ip: ipaddress.IPv4Address | None = None
+    """The address VRRP moves between the pair (`loadBalancer.virtualIp`); set exactly when `standby` is."""
+
+    @property
+    def load_balancers(self) -> tuple[Host, ...]:
+        """The load balancer, then the standby when there is one."""
+        return (self.load_balancer,) if self.standby is None else (self.load_balancer, self.standby)
+
+    @property
+    def site_ip(self) -> ipaddress.IPv4Address:
+        """Where clients reach the site: the virtual IP of a pair, else the load balancer's address."""
+        return self.load_balancer.ip if self.virtual_ip is None else self.virtual_ip
 
     @property
     def hosts(self) -> tuple[Host, ...]:
-        """Every VM of the plan, load balancer first."""
-        return (self.load_balancer, *self.web_servers)
+        """Every VM of the plan, load balancers first."""
+        return (*self.load_balancers, *self.web_servers)
+
+    def node_for(self, host: Host) -> str:
+        """The Proxmox node of a VM: the VMs, in `hosts` order, go round-robin over `proxmox.nodes`, so the two
+        load balancers land on different nodes whenever two or more are given."""
+        keys = [each.key for each in self.hosts]
+        return self.proxmox.nodes[keys.index(host.key) % len(self.proxmox.nodes)]
 
 
 @dataclass(frozen=True, kw_only=True)

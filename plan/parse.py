@@ -25,6 +25,7 @@ from plan.model import (
     VmSize,
     WebServer,
 )
+from plan.pair import HA_KEYS, check_virtual_ip, parse_nodes, parse_pair
 
 # Every top-level key of the `haproxy-lab:` namespace: the plan's objects, then the two secrets.
 PLAN_KEYS = ("network", "proxmox", "vm", "ssh", "haproxy", "loadBalancer", "webServers")
@@ -62,9 +63,9 @@ def _parse_network(
     return Network(cidr=cidr, gateway=gateway, dns=dns, domain=domain, bridge=bridge), cidr, gateway
 
 
-def _parse_host(r: v.Reader, raw_any: Any, key: str, *, web: bool) -> Host | None:
+def _parse_host(r: v.Reader, raw_any: Any, key: str, *, web: bool, more_keys: Sequence[str] = ()) -> Host | None:
     raw = r.mapping(raw_any, key)
-    known = ("name", "ip", "vmId", "key", "message") if web else ("name", "ip", "vmId", "key")
+    known = ("name", "ip", "vmId", "key", "message") if web else ("name", "ip", "vmId", "key", *more_keys)
     r.unknown_keys(raw, key, known)
     name = r.value(
         raw, key, "name", v.hostname, "a hostname: 1-63 letters, digits or '-', not starting or ending with '-'"
@@ -161,7 +162,7 @@ def _parse_proxmox(r: v.Reader, raw_any: Any) -> Proxmox | None:
     )
     r.unknown_keys(raw, "proxmox", known)
     ident = v.text(v.PROXMOX_ID, 64)
-    node = r.value(raw, "proxmox", "node", ident, "the Proxmox node name, e.g. pve")
+    nodes = parse_nodes(r, raw.get("node"), ident)
     vm_ds = r.value(raw, "proxmox", "vmDatastore", ident, "a datastore for VM disks", "local-lvm")
     image_ds = r.value(raw, "proxmox", "imageDatastore", ident, "a datastore with the Import content type", "local")
     snip_ds = r.value(raw, "proxmox", "snippetsDatastore", ident, "a datastore with the Snippets content type", "local")
@@ -204,10 +205,10 @@ def _parse_proxmox(r: v.Reader, raw_any: Any) -> Proxmox | None:
         f"one of {', '.join(v.BOOT_DISKS)} (a template's boot disk: see its Hardware tab)",
         "virtio0",
     )
-    if node is None or vm_ds is None or image_ds is None or snip_ds is None or url is None or boot is None:
+    if nodes is None or vm_ds is None or image_ds is None or snip_ds is None or url is None or boot is None:
         return None
     return Proxmox(
-        node=node,
+        nodes=nodes,
         vm_datastore=vm_ds,
         image_datastore=image_ds,
         snippets_datastore=snip_ds,
@@ -331,7 +332,10 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
     vm_size = _parse_vm_size(r, raw.get("vm"))
     ssh = _parse_ssh(r, raw.get("ssh"), cidr)
     haproxy = _parse_haproxy(r, raw.get("haproxy"), cidr)
-    load_balancer = _parse_host(r, raw.get("loadBalancer"), "loadBalancer", web=False)
+    load_balancer = _parse_host(r, raw.get("loadBalancer"), "loadBalancer", web=False, more_keys=HA_KEYS)
+    standby, virtual_ip, pair_ok = parse_pair(
+        r, raw.get("loadBalancer"), lambda r, raw, key: _parse_host(r, raw, key, web=False)
+    )
 
     raw_web = raw.get("webServers")
     web_servers: list[WebServer] = []
@@ -356,10 +360,14 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
     hosts: list[tuple[str, Host]] = []
     if load_balancer is not None:
         hosts.append(("loadBalancer", load_balancer))
+    if standby is not None:
+        hosts.append(("loadBalancer.standby", standby))
     hosts.extend((f"webServers[{i}]", s) for i, s in enumerate(web_servers))
     _check_hosts(r, cidr, gateway, hosts)
     check_fqdns(r, network, hosts)
     check_template_vm_id(r, proxmox, hosts)
+    if virtual_ip is not None:
+        check_virtual_ip(r, cidr, gateway, virtual_ip, hosts)
 
     if (
         r.problems
@@ -370,6 +378,7 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
         or ssh is None
         or haproxy is None
         or load_balancer is None
+        or not pair_ok
     ):
         # Every None above comes with a recorded problem; the fallback message is a safety net.
         raise ConfigError(r.problems or ["the configuration is incomplete"])
@@ -381,4 +390,6 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
         haproxy=haproxy,
         load_balancer=load_balancer,
         web_servers=tuple(web_servers),
+        standby=standby,
+        virtual_ip=virtual_ip,
     )
