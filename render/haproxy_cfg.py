@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from plan.app_contract import HEALTH_PATH, SERVER_PORT
 from plan.model import LabConfig
+from render.keepalived import LIVENESS_PATH, liveness_port
 from render.shipping import render
 
 TEMPLATE = "haproxy.cfg.j2"
@@ -32,6 +33,7 @@ _LOG_TARGET = re.compile(r"^(stderr|stdout|/[A-Za-z0-9._/-]+)$")
 # are limited to about 100 bytes, and its work directory may be deep).
 _SOCKET = re.compile(r"^(/[A-Za-z0-9._/-]+|unix@[A-Za-z0-9._-]+)$")
 _HOST_HEADER = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+_LIVENESS_BIND = re.compile(r"^127\.0\.0\.1:[0-9]{1,5}$")
 
 
 def quote_haproxy_word(value: str) -> str:
@@ -74,6 +76,7 @@ class HaproxySettings:
     packaged: bool = True
     log_target: str = "stderr"
     stats_socket: str | None = None
+    liveness_bind: str | None = None
 
 
 def _check(settings: HaproxySettings) -> None:
@@ -98,6 +101,8 @@ def _check(settings: HaproxySettings) -> None:
         problems.append("server names are not unique")
     if not _LOG_TARGET.fullmatch(settings.log_target):
         problems.append(f"log target {settings.log_target!r} is not stderr, stdout or an absolute path")
+    if settings.liveness_bind is not None and not _LIVENESS_BIND.fullmatch(settings.liveness_bind):
+        problems.append(f"liveness bind {settings.liveness_bind!r} is not '127.0.0.1:port'")
     if settings.stats_socket is not None and not _SOCKET.fullmatch(settings.stats_socket):
         problems.append(f"stats socket {settings.stats_socket!r} is not an absolute path or unix@<file name>")
     if problems:
@@ -113,6 +118,8 @@ def render_haproxy_cfg(settings: HaproxySettings) -> str:
         log_target=settings.log_target,
         stats_socket=settings.stats_socket,
         max_conn_per_source=MAX_CONN_PER_SOURCE,
+        liveness_bind=settings.liveness_bind,
+        liveness_path=LIVENESS_PATH,
         frontend_bind=settings.frontend_bind,
         stats_bind=settings.stats_bind,
         client_cidr=settings.client_cidr,
@@ -145,8 +152,18 @@ def _with_config_id(text: str) -> str:
     return text.replace(line, f"setenv {CONFIG_ID_VARIABLE} {config_id}\n")
 
 
+def liveness_bind(lab: LabConfig) -> str | None:
+    """HAProxy's loopback liveness listener, for keepalived's track script: only in an HA pair."""
+    if lab.standby is None:
+        return None
+    return f"127.0.0.1:{liveness_port(lab.haproxy.frontend_port, lab.haproxy.stats_port)}"
+
+
 def lab_settings(lab: LabConfig, stats_password: str) -> HaproxySettings:
-    """The settings for the lab's load-balancer VM (Ubuntu's packaged HAProxy, listening on every address)."""
+    """The settings for the lab's load-balancer VMs (Ubuntu's packaged HAProxy, listening on every address).
+
+    Binding `*:port` rather than one address is what lets a pair share one config: the virtual IP is served
+    the moment keepalived adds it to the interface, with no reload and no `ip_nonlocal_bind`."""
     return HaproxySettings(
         frontend_bind=f"*:{lab.haproxy.frontend_port}",
         stats_bind=f"*:{lab.haproxy.stats_port}",
@@ -158,6 +175,7 @@ def lab_settings(lab: LabConfig, stats_password: str) -> HaproxySettings:
         client_cidr=str(lab.haproxy.client_cidr),
         admin_cidr=str(lab.ssh.admin_cidr),
         packaged=True,
+        liveness_bind=liveness_bind(lab),
     )
 
 
