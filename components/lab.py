@@ -1,9 +1,11 @@
-"""The whole lab: the Ubuntu image brought onto the node once, one load balancer, N web servers.
+"""The whole lab: the Ubuntu image brought onto each node used once, one load balancer (or an
+active/standby pair behind a keepalived virtual IP), N web servers.
 
-Children: the image download (unless a template VM is configured), the LoadBalancer and one
-WebServerVm per planned server. The load balancer does not depend on the web servers, so all VMs
-and their provisioning run in parallel; only app rollouts are chained (drain, deploy, ready: one
-server at a time). Outputs: `lb_url`, `stats_url`, `web_servers` (name -> address).
+Children: the image download per node (unless a template VM is configured), one LoadBalancer per
+load balancer of the plan and one WebServerVm per planned server. The load balancers do not depend
+on the web servers, so all VMs and their provisioning run in parallel; only app rollouts are chained
+(drain, deploy, ready: one server at a time, on both load balancers of a pair). Outputs: `lb_url`,
+`stats_url` (the virtual IP's in a pair), `web_servers` and `load_balancers` (name -> address).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from components.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.load_balancer import LoadBalancer, LoadBalancerArgs, site_url
 from components.web_server import LoadBalancerAccess, WebServerArgs, WebServerVm
-from plan.model import LabConfig, LabSecrets
+from plan.model import Host, LabConfig, LabSecrets
 from render.file_names import image_file_name
+from render.keepalived import pair_settings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +40,11 @@ class Lab(pulumi.ComponentResource):
     web_servers: pulumi.Output[dict[str, str]]
     """Each web server's name and static address."""
     load_balancer: LoadBalancer
-    """The load-balancer component."""
+    """The load-balancer component (the first of a pair)."""
+    standby: LoadBalancer | None
+    """The standby's component in an HA pair."""
+    load_balancers: pulumi.Output[dict[str, str]]
+    """Each load balancer's name and own address (its stats page answers there too)."""
     servers: tuple[WebServerVm, ...]
     """The web-server components, in plan order."""
 
@@ -46,35 +53,56 @@ class Lab(pulumi.ComponentResource):
         lab = args.lab
         child = pulumi.ResourceOptions(parent=self)
 
-        image_id: pulumi.Output[str] | None = None
+        # One image per node used: the Import content type usually lives on node-local storage.
+        images: dict[str, pulumi.Output[str]] = {}
         if lab.proxmox.template_vm_id is None:
             checksum = lab.proxmox.image_checksum
-            image = proxmoxve.download.File(
-                f"{name}-ubuntu-image",
-                node_name=lab.proxmox.node,
-                datastore_id=lab.proxmox.image_datastore,
-                content_type="import",
-                url=lab.proxmox.image_url,
-                # Stack and URL hash in the name: a new imageUrl is a new file, and no other stack's file.
-                file_name=image_file_name(pulumi.get_stack(), lab.proxmox.image_url, checksum),
-                checksum=checksum,
-                checksum_algorithm=None if checksum is None else "sha256",
-                # Never replace the image under running VMs because upstream published a new one.
-                overwrite=False,
-                # A file with our stack's name that no state manages is a leftover of this stack: take it over.
-                overwrite_unmanaged=True,
-                upload_timeout=1800,
-                # VMs import a copy at creation: the file may go first; a reused name must never be deleted last.
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-            )
-            image_id = image.id
+            file_name = image_file_name(pulumi.get_stack(), lab.proxmox.image_url, checksum)
+            for node in dict.fromkeys(lab.node_for(host) for host in lab.hosts):
+                # The first node's resource and file keep their names: stacks on one node see no change.
+                # Other nodes' files get the node in their name, so a shared datastore holds one per node.
+                first = node == lab.proxmox.node
+                image = proxmoxve.download.File(
+                    f"{name}-ubuntu-image" if first else f"{name}-ubuntu-image-{node.lower()}",
+                    node_name=node,
+                    datastore_id=lab.proxmox.image_datastore,
+                    content_type="import",
+                    url=lab.proxmox.image_url,
+                    # Stack and URL hash in the name: a new imageUrl is a new file, and no other stack's file.
+                    file_name=file_name if first else f"{file_name.removesuffix('.qcow2')}-{node.lower()}.qcow2",
+                    checksum=checksum,
+                    checksum_algorithm=None if checksum is None else "sha256",
+                    # Never replace the image under running VMs because upstream published a new one.
+                    overwrite=False,
+                    # A file with our stack's name that no state manages is a leftover of this stack: take it over.
+                    overwrite_unmanaged=True,
+                    upload_timeout=1800,
+                    # VMs import a copy at creation: the file may go first; a reused name must never be deleted last.
+                    opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                )
+                images[node] = image.id
 
-        self.load_balancer = LoadBalancer(
-            f"{name}-{lab.load_balancer.key}",
-            LoadBalancerArgs(lab=lab, secrets=args.secrets, image_id=image_id),
-            child,
-        )
-        lb_access = LoadBalancerAccess(ssh=self.load_balancer.ssh, config_applied=self.load_balancer.config_applied)
+        def image_for(host: Host) -> pulumi.Output[str] | None:
+            return images.get(lab.node_for(host))
+
+        keepalived = pair_settings(lab)
+        balancers = [
+            LoadBalancer(
+                f"{name}-{host.key}",
+                LoadBalancerArgs(
+                    lab=lab,
+                    host=host,
+                    secrets=args.secrets,
+                    image_id=image_for(host),
+                    keepalived=keepalived.get(host.name),
+                ),
+                child,
+            )
+            for host in lab.load_balancers
+        ]
+        self.load_balancer = balancers[0]
+        self.standby = balancers[1] if len(balancers) > 1 else None
+        access = [LoadBalancerAccess(ssh=lb.ssh, config_applied=lb.config_applied) for lb in balancers]
         servers: list[WebServerVm] = []
         for server in lab.web_servers:
             # Rolling: this server is drained only once the previous one is back (ready) in HAProxy.
@@ -86,8 +114,9 @@ class Lab(pulumi.ComponentResource):
                         lab=lab,
                         server=server,
                         secrets=args.secrets,
-                        image_id=image_id,
-                        load_balancer=lb_access,
+                        image_id=image_for(server),
+                        load_balancer=access[0],
+                        standby=access[1] if len(access) > 1 else None,
                         deploy_after=previous,
                     ),
                     child,
@@ -95,7 +124,16 @@ class Lab(pulumi.ComponentResource):
             )
         self.servers = tuple(servers)
 
-        self.lb_url = self.load_balancer.url
-        self.stats_url = self.load_balancer.stats_url
+        site = str(lab.site_ip)
+        self.lb_url = pulumi.Output.from_input(site_url(site, lab.haproxy.frontend_port))
+        self.stats_url = pulumi.Output.from_input(f"http://{site}:{lab.haproxy.stats_port}/stats")
         self.web_servers = pulumi.Output.from_input({server.name: str(server.ip) for server in lab.web_servers})
-        self.register_outputs({"lb_url": self.lb_url, "stats_url": self.stats_url, "web_servers": self.web_servers})
+        self.load_balancers = pulumi.Output.from_input({host.name: str(host.ip) for host in lab.load_balancers})
+        self.register_outputs(
+            {
+                "lb_url": self.lb_url,
+                "stats_url": self.stats_url,
+                "web_servers": self.web_servers,
+                "load_balancers": self.load_balancers,
+            }
+        )

@@ -1,9 +1,12 @@
-"""The HAProxy load-balancer VM: the VM, then HAProxy installed and its rendered haproxy.cfg applied.
+"""One HAProxy load-balancer VM: the VM, then HAProxy installed and its rendered haproxy.cfg applied;
+in an HA pair, keepalived too.
 
 Children: the LabVm, then remote commands in order: wait for cloud-init, install HAProxy, apply the
 config (checked with `haproxy -c` on the VM, swapped in atomically, reloaded: a bad config never
-replaces a good one). It needs only the web servers' planned addresses, never their resources, so
-it is provisioned in parallel with them. Outputs: `vm_id`, `ip`, `url`, `stats_url`.
+replaces a good one). In a pair, then: install keepalived, apply its config and track script (checked
+with `keepalived -t`, same atomic apply). It needs only the web servers' planned addresses, never their
+resources, so it is provisioned in parallel with them. Outputs: `vm_id`, `ip`, `url`, `stats_url`
+(this VM's own address; the Lab's outputs use the virtual IP of a pair).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import pulumi
 import pulumi_command as command
 
 from components.provisioning import boot_vm, run_script
-from plan.model import LabConfig, LabSecrets
+from plan.model import Host, LabConfig, LabSecrets
 from render.haproxy_cfg import render_lab_haproxy_cfg
-from render.shipping import sha256_hex
+from render.keepalived import KeepalivedSettings, keepalived_bundle
+from render.shipping import sha256_hex, tar_gz_base64
 
 INSTALL_MINUTES = 20
 APPLY_MINUTES = 10
@@ -29,11 +33,14 @@ def site_url(ip: str, port: int) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class LoadBalancerArgs:
-    """The plan, the secrets (SSH key, stats password), and the disk image (None: clone the template)."""
+    """The plan, which of its load balancers, the secrets (SSH key, stats password), the disk image (None:
+    clone the template), and this VM's keepalived settings in an HA pair (None: a single load balancer)."""
 
     lab: LabConfig
+    host: Host
     secrets: LabSecrets
     image_id: pulumi.Input[str] | None
+    keepalived: KeepalivedSettings | None = None
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -52,10 +59,12 @@ class LoadBalancer(pulumi.ComponentResource):
     HAProxy knows every server of the plan before one is drained."""
     ssh: command.remote.ConnectionArgs
     """How to reach the load balancer (finite dial retries): web servers drain themselves through it."""
+    keepalived_applied: command.remote.Command | None
+    """The command that applied keepalived.conf (None outside an HA pair)."""
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:LoadBalancer", name, None, opts)
-        lab, host = args.lab, args.lab.load_balancer
+        lab, host = args.lab, args.host
         booted = boot_vm(
             self,
             name,
@@ -82,6 +91,27 @@ class LoadBalancer(pulumi.ComponentResource):
             shipped_hash=haproxy_cfg.apply(sha256_hex),
             logging=command.remote.Logging.STDERR,
         )
+        self.keepalived_applied = None
+        if args.keepalived is not None:
+            install_keepalived = run_script(
+                self, name, booted, "install-keepalived.sh", previous=install, timeout_minutes=INSTALL_MINUTES
+            )
+            # No secret in it (VRRPv3 has no authentication; the firewall admits the peer only).
+            bundle = tar_gz_base64(keepalived_bundle(args.keepalived))
+            # After haproxy.cfg: keepalived's track script asks the liveness listener that config adds.
+            self.keepalived_applied = run_script(
+                self,
+                name,
+                booted,
+                "apply-keepalived-conf.sh",
+                previous=install_keepalived,
+                after=[self.config_applied],
+                timeout_minutes=APPLY_MINUTES,
+                stdin=bundle,
+                stdin_is_bundle=True,
+                shipped_hash=sha256_hex(bundle),
+                logging=command.remote.Logging.STDERR,
+            )
 
         self.ssh = booted.ssh
         ip = str(host.ip)

@@ -52,6 +52,7 @@ class LabVm(pulumi.ComponentResource):
         super().__init__("haproxy-lab:proxmox:LabVm", name, None, opts)
         lab, host = args.lab, args.host
         proxmox = lab.proxmox
+        node = lab.node_for(host)
         # Deleted before its replacement is uploaded: a replacement that keeps its path must not end with a delete.
         replaced_first = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
         # The provider would add a disk on a new interface next to the old one: a new boot disk is a new VM.
@@ -62,7 +63,7 @@ class LabVm(pulumi.ComponentResource):
         text = render_user_data(lab, host)
         user_data = proxmoxve.FileLegacy(
             f"{name}-user-data",
-            node_name=proxmox.node,
+            node_name=node,
             datastore_id=proxmox.snippets_datastore,
             content_type="snippets",
             source_raw=proxmoxve.FileLegacySourceRawArgs(
@@ -77,7 +78,14 @@ class LabVm(pulumi.ComponentResource):
         clone = (
             None
             if args.image_id is not None or proxmox.template_vm_id is None
-            else proxmoxve.VmLegacyCloneArgs(vm_id=proxmox.template_vm_id, full=True, retries=3)
+            # The template lives on the first node; a VM placed on another node is cloned across
+            # (Proxmox needs the target datastore there: see docs/ha.md, "Several nodes").
+            else proxmoxve.VmLegacyCloneArgs(
+                vm_id=proxmox.template_vm_id,
+                full=True,
+                retries=3,
+                node_name=None if node == proxmox.node else proxmox.node,
+            )
         )
         # The disk block must name the disk the VM boots from: a clone's other interface would be a
         # second, blank disk and the template's own disk would keep its size.
@@ -95,7 +103,7 @@ class LabVm(pulumi.ComponentResource):
 
         vm = proxmoxve.VmLegacy(
             f"{name}-vm",
-            node_name=proxmox.node,
+            node_name=node,
             name=host.name,
             vm_id=host.vm_id,
             description=f"haproxy-lab {args.role} {host.name} ({host.ip}), managed by Pulumi",
@@ -144,7 +152,7 @@ class LabVm(pulumi.ComponentResource):
 
         proxmoxve.firewall.OptionsLegacy(
             f"{name}-firewall-options",
-            node_name=proxmox.node,
+            node_name=node,
             vm_id=vm.vm_id,
             enabled=True,
             input_policy="DROP",
@@ -154,7 +162,7 @@ class LabVm(pulumi.ComponentResource):
         )
         proxmoxve.firewall.RulesLegacy(
             f"{name}-firewall-rules",
-            node_name=proxmox.node,
+            node_name=node,
             vm_id=vm.vm_id,
             rules=[
                 proxmoxve.firewall.RulesLegacyRuleArgs(

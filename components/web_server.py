@@ -48,6 +48,9 @@ class WebServerArgs:
     image_id: pulumi.Input[str] | None
     load_balancer: LoadBalancerAccess
     deploy_after: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    standby: LoadBalancerAccess | None = None
+    """The HA pair's second load balancer: the server is drained and set ready there too (either may be
+    the active one when the rollout runs)."""
 
 
 class WebServerVm(pulumi.ComponentResource):
@@ -77,42 +80,56 @@ class WebServerVm(pulumi.ComponentResource):
         install = run_script(
             self, name, booted, "install-docker.sh", previous=booted.cloud_init, timeout_minutes=INSTALL_MINUTES
         )
-        bundle = tar_gz_base64(webapp_bundle(server, trusted_proxies=str(lab.load_balancer.ip)))
+        # gunicorn trusts X-Forwarded-For from the load balancers only (a comma-separated list).
+        trusted = ",".join(str(host.ip) for host in lab.load_balancers)
+        bundle = tar_gz_base64(webapp_bundle(server, trusted_proxies=trusted))
         bundle_hash = sha256_hex(bundle)
 
         # Drain and ready run exactly when the deploy does: drain's triggers are the deploy's, ready's the
         # deploy's new id. Drain waits for the load balancer's config, so HAProxy knows the server.
         state_text = script_text(SERVER_STATE_SCRIPT)
-        drain = remote_step(
-            self,
-            f"{name}-drain",
-            lb.ssh,
-            sudo_script(state_text, SERVER_STATE_SCRIPT, "drain", server.name),
-            triggers=[sha256_hex(state_text), *script_triggers("deploy-webapp.sh", install, bundle_hash)],
-            after=[lb.config_applied, *args.deploy_after],
-            timeout_minutes=SERVER_STATE_MINUTES,
-        )
+        drain_triggers = [sha256_hex(state_text), *script_triggers("deploy-webapp.sh", install, bundle_hash)]
+        # In a pair, on both load balancers, one after the other; the first one's step names are unchanged.
+        balancers = [(name, lb), *([] if args.standby is None else [(f"{name}-standby", args.standby)])]
+        drains: list[command.remote.Command] = []
+        for prefix, access in balancers:
+            drains.append(
+                remote_step(
+                    self,
+                    f"{prefix}-drain",
+                    access.ssh,
+                    sudo_script(state_text, SERVER_STATE_SCRIPT, "drain", server.name),
+                    triggers=drain_triggers,
+                    after=[access.config_applied, *args.deploy_after, *drains],
+                    timeout_minutes=SERVER_STATE_MINUTES,
+                )
+            )
         self.deployed = run_script(
             self,
             name,
             booted,
             "deploy-webapp.sh",
             previous=install,
-            after=[drain],
+            after=drains,
             timeout_minutes=DEPLOY_MINUTES,
             stdin=bundle,
             stdin_is_bundle=True,
             shipped_hash=bundle_hash,
         )
-        self.rolled_out = remote_step(
-            self,
-            f"{name}-ready",
-            lb.ssh,
-            sudo_script(state_text, SERVER_STATE_SCRIPT, "ready", server.name),
-            triggers=[sha256_hex(state_text), self.deployed.id],
-            after=[self.deployed],
-            timeout_minutes=SERVER_STATE_MINUTES,
-        )
+        readies: list[command.remote.Command] = []
+        for prefix, access in balancers:
+            readies.append(
+                remote_step(
+                    self,
+                    f"{prefix}-ready",
+                    access.ssh,
+                    sudo_script(state_text, SERVER_STATE_SCRIPT, "ready", server.name),
+                    triggers=[sha256_hex(state_text), self.deployed.id],
+                    after=[self.deployed, *readies],
+                    timeout_minutes=SERVER_STATE_MINUTES,
+                )
+            )
+        self.rolled_out = readies[-1]
 
         self.vm_id = booted.vm.vm_id
         self.ip = booted.vm.ip

@@ -14,7 +14,7 @@ from plan.model import Host, LabConfig
 
 @dataclass(frozen=True, kw_only=True)
 class Rule:
-    """One inbound ACCEPT rule: protocol, destination port (None for ICMP), allowed source network."""
+    """One inbound ACCEPT rule: protocol, destination port (None for ICMP and VRRP), allowed source network."""
 
     proto: str
     dport: int | None
@@ -22,20 +22,35 @@ class Rule:
     comment: str
 
 
-def load_balancer_rules(lab: LabConfig) -> tuple[Rule, ...]:
-    """Clients reach the site; admins reach SSH and the stats page; the lab network may ping."""
-    return (
+def load_balancer_rules(lab: LabConfig, host: Host | None = None) -> tuple[Rule, ...]:
+    """Clients reach the site; admins reach SSH and the stats page; the lab network may ping. In a pair,
+    VRRP (IP protocol 112) from the other load balancer only: VRRPv3 has no authentication, so anyone
+    else's adverts could steal the virtual IP."""
+    rules = (
         Rule(proto="tcp", dport=lab.haproxy.frontend_port, source=str(lab.haproxy.client_cidr), comment="site (HTTP)"),
         Rule(proto="tcp", dport=lab.haproxy.stats_port, source=str(lab.ssh.admin_cidr), comment="HAProxy stats"),
         Rule(proto="tcp", dport=22, source=str(lab.ssh.admin_cidr), comment="SSH from the admin network"),
         Rule(proto="icmp", dport=None, source=str(lab.network.cidr), comment="ping from the lab network"),
     )
+    peers = [other for other in lab.load_balancers if host is not None and other.key != host.key]
+    return rules + tuple(
+        Rule(proto="vrrp", dport=None, source=f"{peer.ip}/32", comment=f"VRRP from {peer.name}") for peer in peers
+    )
 
 
 def web_server_rules(lab: LabConfig) -> tuple[Rule, ...]:
-    """Only the load balancer reaches the app (its health checks and traffic); admins reach SSH."""
+    """Only the load balancers reach the app (their health checks and traffic); admins reach SSH."""
+    single = lab.standby is None  # the single-LB comment stays as it was: no diff for existing stacks
     return (
-        Rule(proto="tcp", dport=80, source=f"{lab.load_balancer.ip}/32", comment="HTTP from the load balancer"),
+        *(
+            Rule(
+                proto="tcp",
+                dport=80,
+                source=f"{lb.ip}/32",
+                comment="HTTP from the load balancer" if single else f"HTTP from the load balancer {lb.name}",
+            )
+            for lb in lab.load_balancers
+        ),
         Rule(proto="tcp", dport=22, source=str(lab.ssh.admin_cidr), comment="SSH from the admin network"),
         Rule(proto="icmp", dport=None, source=str(lab.network.cidr), comment="ping from the lab network"),
     )
@@ -43,4 +58,6 @@ def web_server_rules(lab: LabConfig) -> tuple[Rule, ...]:
 
 def rules_for(lab: LabConfig, host: Host) -> tuple[Rule, ...]:
     """The inbound rules of one VM of the plan."""
-    return load_balancer_rules(lab) if host == lab.load_balancer else web_server_rules(lab)
+    if host in lab.load_balancers:
+        return load_balancer_rules(lab, host)
+    return web_server_rules(lab)

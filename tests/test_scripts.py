@@ -498,6 +498,18 @@ def test_install_haproxy_first_and_second_run(fakes: Fakes) -> None:
     assert snapshot(fakes.root) == before
 
 
+def test_install_keepalived_first_and_second_run(fakes: Fakes) -> None:
+    result = run_script("install-keepalived.sh", env=fakes.env)
+    assert result.returncode == 0, result.stderr
+    assert [c.split(" lock")[0] for c in fakes.apt_calls()] == ["apt-get update", "apt-get install"]
+    assert (fakes.state / "installed/keepalived").exists()
+    assert (fakes.state / "installed/curl").exists()
+    fakes.reset_calls()
+    result = run_script("install-keepalived.sh", env=fakes.env)
+    assert result.returncode == 0, result.stderr
+    assert fakes.apt_calls() == []
+
+
 # --- deploy-webapp.sh -------------------------------------------------------------------------
 
 
