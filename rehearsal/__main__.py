@@ -35,6 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m rehearsal",
         description="Run the lab's plan on loopback (real HAProxy + gunicorn) and check balancing, stats, "
         "failover, recovery, a crash drill, a hang drill, a rolling update and a server added then removed.",
+        epilog="--ha: the HA pair in network namespaces instead (see `python -m rehearsal --ha --help`).",
     )
     parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml plan to use (default: dev)")
     parser.add_argument("--web-servers", type=int, default=None, metavar="N", help="web servers (default: the plan's)")
@@ -113,6 +114,11 @@ def run_checks(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the rehearsal; the exit status says whether every check passed."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if "--ha" in arguments:  # the active/standby pair, in network namespaces (rehearsal/ha)
+        from rehearsal.ha.__main__ import main as ha_main
+
+        return ha_main([a for a in arguments if a != "--ha"])
     args = parse_args(argv)
     stop_like_ctrl_c()
     try:

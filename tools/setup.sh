@@ -12,7 +12,7 @@ log() { printf '==> %s\n' "$*"; }
 if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 
 APT_PACKAGES="haproxy python3 python3-venv python3-pip curl ca-certificates build-essential libssl-dev libpcre2-dev \
-cloud-init wrk debian-archive-keyring util-linux mount iproute2 psmisc dash"
+cloud-init wrk debian-archive-keyring util-linux mount iproute2 psmisc dash keepalived nftables"
 
 missing=
 for pkg in $APT_PACKAGES; do

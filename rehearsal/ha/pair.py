@@ -1,0 +1,544 @@
+"""The HA pair, for real, in network namespaces: two load balancers (HAProxy + keepalived), the web servers,
+one client, on a private bridge in 198.18.0.0/15.
+
+Why the plan is mapped rather than rewritten: `ha_plan()` gives the stack's plan the test network's
+addresses (same names, messages, ports, balance, priorities), then haproxy.cfg and keepalived.conf come
+from the very renderers `pulumi up` uses (render.haproxy_cfg.lab_settings, render.keepalived.pair_settings).
+The only differences from the VMs: HAProxy runs unpackaged (no chroot, logs to stderr) and the track script
+sits in the work directory. Every process runs inside its host's namespace; close() removes them all,
+with the namespaces, veths and bridge (netns.TestNetwork).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import ipaddress
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from plan.app_contract import SERVER_PORT, AppEnvironment
+from plan.model import Host, LabConfig, WebServer
+from rehearsal.ha.arp import who_has
+from rehearsal.ha.netns import INTERFACE, TestNetwork, run_in_namespace
+from rehearsal.local_lab import basic_auth_header, parse_stats_csv, quiet
+from rehearsal.plan import PlannedServer, gunicorn_server, planned_servers
+from render.haproxy_cfg import lab_settings, render_haproxy_cfg
+from render.keepalived import CHECK_SCRIPT_FILE, KeepalivedSettings, pair_settings, render_keepalived_conf
+from render.shipping import script_text
+
+Progress = Callable[[str], None]
+T = TypeVar("T")
+
+VIP_NUMBER = 10
+LB_NUMBERS = (11, 12)
+FIRST_WEB_NUMBER = 21
+CLIENT_NUMBER = 100
+CLIENT = "client"
+LB_KEYS = ("lb1", "lb2")
+_DRILL_TABLE = "haproxy_lab_drill"
+_CUT_VRRP = f"""table inet {_DRILL_TABLE} {{
+    chain out {{ type filter hook output priority 0; ip protocol vrrp drop; }}
+    chain in {{ type filter hook input priority 0; ip protocol vrrp drop; }}
+}}
+"""
+_STATE = re.compile(r"\(haproxy_lab\) entering (\w+) state", re.IGNORECASE)
+
+
+def ha_plan(lab: LabConfig, subnet: ipaddress.IPv4Network, web_servers: int | None = None) -> LabConfig:
+    """The stack's HA plan with the test network's addresses: VIP .10, load balancers .11 and .12, web
+    servers .21..., clients and admins = the test subnet. Names, messages, ports and balance are the plan's."""
+    if lab.standby is None or lab.virtual_ip is None:
+        raise ValueError(
+            "this stack has no loadBalancer.standby and virtualIp: rehearse the pair with --stack ha "
+            "(Pulumi.ha.yaml) or a stack of your own that has them"
+        )
+    base = subnet.network_address
+    servers = tuple(
+        WebServer(name=server.name, ip=base + FIRST_WEB_NUMBER + index, message=server.message)
+        for index, server in enumerate(planned_servers(lab, web_servers))
+    )
+    return dataclasses.replace(
+        lab,
+        network=dataclasses.replace(lab.network, cidr=subnet, gateway=base + 1),
+        ssh=dataclasses.replace(lab.ssh, admin_cidr=subnet),
+        haproxy=dataclasses.replace(lab.haproxy, client_cidr=subnet),
+        load_balancer=Host(name=lab.load_balancer.name, ip=base + LB_NUMBERS[0]),
+        standby=Host(name=lab.standby.name, ip=base + LB_NUMBERS[1]),
+        virtual_ip=base + VIP_NUMBER,
+        web_servers=servers,
+    )
+
+
+@dataclass
+class VipEvent:
+    """The virtual IP appeared on (held=True) or left (held=False) a load balancer, at time.monotonic() `at`."""
+
+    at: float
+    lb: str
+    held: bool
+
+
+class VipWatch:
+    """One thread per load balancer, inside its namespace, noticing within ~5 ms when it gains or loses the VIP
+    (binding a socket to an address only works where the address is configured)."""
+
+    def __init__(self, net: TestNetwork, lbs: tuple[str, ...], vip: ipaddress.IPv4Address) -> None:
+        self.events: list[VipEvent] = []
+        self._held: dict[str, bool] = dict.fromkeys(lbs, False)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._watch, args=(net, lb, vip), name=f"vip-watch-{lb}", daemon=True) for lb in lbs
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _watch(self, net: TestNetwork, lb: str, vip: ipaddress.IPv4Address) -> None:
+        def loop() -> None:
+            import socket
+
+            while not self._stop.is_set():
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    try:
+                        sock.bind((str(vip), 0))
+                        held = True
+                    except OSError:
+                        held = False
+                with self._lock:
+                    if held != self._held[lb]:
+                        self._held[lb] = held
+                        self.events.append(VipEvent(time.monotonic(), lb, held))
+                self._stop.wait(0.005)
+
+        with contextlib.suppress(OSError):  # the namespace went away: close() is running
+            run_in_namespace(net.hosts[lb].namespace, loop)
+
+    def holders(self) -> list[str]:
+        """The load balancers holding the VIP right now."""
+        with self._lock:
+            return [lb for lb, held in self._held.items() if held]
+
+    def first(self, lb: str, held: bool, after: float) -> float | None:
+        """When `lb` first gained (held=True) or lost the VIP at or after `after`; None if it did not."""
+        with self._lock:
+            return next((e.at for e in self.events if e.lb == lb and e.held == held and e.at >= after), None)
+
+    def moves_between(self, start: float, end: float) -> list[VipEvent]:
+        """Every change of holder between two moments."""
+        with self._lock:
+            return [e for e in self.events if start <= e.at <= end]
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+@dataclass
+class StateEvent:
+    """keepalived on `lb` entered `state` (MASTER, BACKUP, FAULT...), seen at time.monotonic() `at`."""
+
+    at: float
+    lb: str
+    state: str
+
+
+class StateWatch:
+    """Follows each load balancer's keepalived log (every 20 ms) and timestamps its state changes."""
+
+    def __init__(self, logs: dict[str, Path]) -> None:
+        self.events: list[StateEvent] = []
+        self._logs = logs
+        self._offsets: dict[str, int] = dict.fromkeys(logs, 0)
+        self._partial: dict[str, str] = dict.fromkeys(logs, "")
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="keepalived-states", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(0.02)
+
+    def poll(self) -> None:
+        with self._poll_lock:
+            self._poll()
+
+    def _poll(self) -> None:
+        for lb, log in self._logs.items():
+            try:
+                with log.open("rb") as handle:
+                    handle.seek(self._offsets[lb])
+                    chunk = handle.read()
+            except OSError:
+                continue
+            if not chunk:
+                continue
+            now = time.monotonic()
+            with self._lock:
+                self._offsets[lb] += len(chunk)
+                text = self._partial[lb] + chunk.decode("utf-8", errors="replace")
+                *lines, self._partial[lb] = text.split("\n")
+                for line in lines:
+                    match = _STATE.search(line)
+                    if match:
+                        self.events.append(StateEvent(now, lb, match.group(1).upper()))
+
+    def state(self, lb: str) -> str:
+        """The last state seen ('?' before the first)."""
+        with self._lock:
+            return next((e.state for e in reversed(self.events) if e.lb == lb), "?")
+
+    def first(self, lb: str, state: str, after: float) -> float | None:
+        """When `lb` first entered `state` at or after `after`."""
+        with self._lock:
+            return next((e.at for e in self.events if e.lb == lb and e.state == state and e.at >= after), None)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+class HaPair:
+    """The running pair. Use as a context manager: leaving it (normally, on error or Ctrl-C) removes everything."""
+
+    def __init__(
+        self,
+        lab: LabConfig,
+        workdir: Path,
+        progress: Progress = quiet,
+        *,
+        web_servers: int | None = None,
+        haproxy_bin: str | None = None,
+        keepalived_bin: str | None = None,
+        workers: int = 2,
+    ) -> None:
+        self.haproxy_bin = haproxy_bin or shutil.which("haproxy") or ""
+        self.keepalived_bin = keepalived_bin or shutil.which("keepalived") or ""
+        if not self.haproxy_bin:
+            raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
+        if not self.keepalived_bin:
+            raise RuntimeError("keepalived is not on PATH (apt-get install keepalived)")
+        for tool, why in (("curl", "the track script's HTTP client"), ("nft", "the VRRP-cut drill")):
+            if shutil.which(tool) is None:
+                raise RuntimeError(f"{tool} is not on PATH ({why}): run tools/setup.sh")
+        self.workdir = workdir
+        self.progress = progress
+        self.workers = workers
+        self.net = TestNetwork()
+        self.plan = ha_plan(lab, self.net.subnet, web_servers)
+        self.vip: ipaddress.IPv4Address = self.net.subnet.network_address + VIP_NUMBER
+        self.lb_hosts: dict[str, Host] = dict(zip(LB_KEYS, self.plan.load_balancers, strict=True))
+        self.web_keys = [f"web{index + 1}" for index in range(len(self.plan.web_servers))]
+        self.stats_user = self.plan.haproxy.stats_user
+        self.stats_password = secrets.token_urlsafe(18)
+        # The VMs' settings, unpackaged: no chroot or user switch, logs on stderr (the namespaces share our root).
+        settings = dataclasses.replace(
+            lab_settings(self.plan, self.stats_password), packaged=False, log_target="stderr"
+        )
+        self.haproxy_cfg = render_haproxy_cfg(settings)
+        pair = pair_settings(self.plan)
+        self.keepalived: dict[str, KeepalivedSettings] = {
+            key: dataclasses.replace(pair[host.name], check_script=str(self._dir(key) / CHECK_SCRIPT_FILE))
+            for key, host in self.lb_hosts.items()
+        }
+        self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self.watch: VipWatch | None = None
+        self.state_watch = StateWatch({key: self.workdir / f"{key}-keepalived.log" for key in LB_KEYS})
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> HaPair:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _dir(self, key: str) -> Path:
+        return self.workdir / key
+
+    @property
+    def messages(self) -> frozenset[str]:
+        return frozenset(server.message for server in self.plan.web_servers)
+
+    def name_of(self, key: str) -> str:
+        """The plan's name of a load balancer key (lb1 -> HAPROXY1-SAM)."""
+        return self.lb_hosts[key].name
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Build the network, start the web servers, both HAProxys, then both keepalived; wait until one load
+        balancer holds the VIP and the site answers through it."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        base = self.net.subnet.network_address
+        for key, number in zip(LB_KEYS, LB_NUMBERS, strict=True):
+            self.net.add_host(key, number)
+        for index, key in enumerate(self.web_keys):
+            self.net.add_host(key, FIRST_WEB_NUMBER + index)
+        self.net.add_host(CLIENT, CLIENT_NUMBER)
+        self.progress(
+            f"test network {self.net.subnet} on bridge {self.net.bridge}: VIP {self.vip}, "
+            f"{', '.join(f'{self.name_of(k)} {base + n}' for k, n in zip(LB_KEYS, LB_NUMBERS, strict=True))}"
+        )
+        for key in LB_KEYS:
+            directory = self._dir(key)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "haproxy.cfg").write_text(self.haproxy_cfg, encoding="utf-8")
+            (directory / "keepalived.conf").write_text(render_keepalived_conf(self.keepalived[key]), encoding="utf-8")
+            script = directory / CHECK_SCRIPT_FILE
+            script.write_text(script_text(CHECK_SCRIPT_FILE), encoding="utf-8")
+            script.chmod(0o755)
+        for index in range(len(self.web_keys)):
+            self.start_web(index)
+        for index in range(len(self.web_keys)):
+            self.wait_web(index, timeout)
+        for key in LB_KEYS:
+            self.start_haproxy(key)
+        for key in LB_KEYS:
+            self.wait_all_up(key, timeout)
+        self.watch = VipWatch(self.net, LB_KEYS, self.vip)
+        # The first load balancer starts keepalived first, so it is the first master (on the VMs, whichever
+        # comes up first is; nopreempt keeps it that way).
+        self.start_keepalived(LB_KEYS[0])
+        if self.wait_for(lambda: self.watch_holders() == [LB_KEYS[0]] and self.site_answers(), timeout) is None:
+            raise RuntimeError(
+                f"{self.name_of(LB_KEYS[0])} did not take the VIP within {timeout:.0f} s: {self.states()}"
+            )
+        self.start_keepalived(LB_KEYS[1])
+        if self.wait_for(lambda: self.keepalived_state(LB_KEYS[1]) == "BACKUP", timeout) is None:
+            raise RuntimeError(
+                f"{self.name_of(LB_KEYS[1])} did not become BACKUP within {timeout:.0f} s: {self.states()}"
+            )
+        self.progress(f"{self.name_of(self.active())} holds the VIP; the site answers on http://{self.vip}/")
+
+    # --- processes -------------------------------------------------------------------------------------------
+
+    def _spawn(
+        self, host: str, what: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        log = self.workdir / f"{host}-{what}.log"
+        self._procs[(host, what)] = self.net.spawn(host, argv, log, env=env, cwd=cwd)
+
+    def start_web(self, index: int) -> None:
+        server = self.plan.web_servers[index]
+        spec = gunicorn_server(PlannedServer(server.name, server.message, str(server.ip)), SERVER_PORT, self.workers)
+        trusted = ",".join(str(lb.ip) for lb in self.plan.load_balancers)
+        env = {**spec.env, **AppEnvironment(message=server.message, trusted_proxies=trusted).as_env()}
+        self._spawn(self.web_keys[index], "gunicorn", list(spec.argv), env=env, cwd=spec.cwd)
+
+    def start_haproxy(self, key: str) -> None:
+        self._spawn(key, "haproxy", [self.haproxy_bin, "-db", "-f", str(self._dir(key) / "haproxy.cfg")])
+
+    def start_keepalived(self, key: str) -> None:
+        directory = self._dir(key)
+        self._spawn(
+            key,
+            "keepalived",
+            [
+                self.keepalived_bin,
+                "--dont-fork",
+                "--log-console",
+                "--log-detail",
+                "--no-syslog",
+                "--vrrp",
+                "--use-file",
+                str(directory / "keepalived.conf"),
+                "--pid",
+                str(directory / "keepalived.pid"),
+                "--vrrp_pid",
+                str(directory / "vrrp.pid"),
+            ],
+        )
+
+    def signal_group(self, key: str, what: str, sig: signal.Signals) -> None:
+        """Send `sig` to a process's whole group (keepalived: its parent, VRRP child and running scripts)."""
+        proc = self._procs[(key, what)]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
+    def kill_haproxy(self, key: str) -> None:
+        self.signal_group(key, "haproxy", signal.SIGKILL)
+
+    def freeze(self, key: str) -> None:
+        """SIGSTOP HAProxy and keepalived (the VIP stays configured on the frozen host's interface)."""
+        for what in ("haproxy", "keepalived"):
+            self.signal_group(key, what, signal.SIGSTOP)
+
+    def thaw(self, key: str) -> None:
+        for what in ("keepalived", "haproxy"):
+            self.signal_group(key, what, signal.SIGCONT)
+
+    def power_off(self, key: str) -> int:
+        """Every process of the host killed, its link down: a VM whose power was cut. The number of processes."""
+        self.net.link(key, up=False)
+        for (host, _), proc in self._procs.items():
+            if host == key:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        killed = self.net.kill_all(key)
+        # Its memory is gone, and the VIP keepalived had added with it: a VM boots with its own address only.
+        vip = f"{self.vip}/{self.net.subnet.prefixlen}"
+        subprocess.run(
+            ["ip", "-n", self.net.hosts[key].namespace, "addr", "del", vip, "dev", INTERFACE],
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )
+        return killed
+
+    def power_on(self, key: str) -> None:
+        """Link up, then HAProxy and keepalived start again, like a rebooting VM."""
+        self.net.link(key, up=True)
+        self.start_haproxy(key)
+        self.start_keepalived(key)
+
+    def cut_vrrp(self) -> None:
+        """Drop VRRP (IP protocol 112) in and out of both load balancers, as a firewall mistake would; nothing else."""
+        for key in LB_KEYS:
+            self.net.nft(key, ruleset=_CUT_VRRP)
+
+    def restore_vrrp(self) -> None:
+        for key in LB_KEYS:
+            self.net.nft(key, "delete", "table", "inet", _DRILL_TABLE, check=False)
+
+    # --- observation -----------------------------------------------------------------------------------------
+
+    def in_client(self, function: Callable[[], T]) -> T:
+        return run_in_namespace(self.net.hosts[CLIENT].namespace, function)
+
+    def _get(self, host: str, port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        def get() -> tuple[int, str]:
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+            try:
+                conn.request("GET", path, headers=headers or {})
+                response = conn.getresponse()
+                return response.status, response.read().decode("utf-8", errors="replace")
+            finally:
+                conn.close()
+
+        return self.in_client(get)
+
+    def site_answers(self) -> bool:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            status, body = self._get(str(self.vip), self.plan.haproxy.frontend_port, "/")
+            return status == 200 and body in self.messages
+        return False
+
+    def server_states(self, key: str) -> dict[str, str]:
+        """The web servers' status on one load balancer's own stats page (asked on its own address)."""
+        auth = {"Authorization": basic_auth_header(self.stats_user, self.stats_password)}
+        status, body = self._get(str(self.lb_hosts[key].ip), self.plan.haproxy.stats_port, "/stats;csv", auth)
+        if status != 200:
+            raise RuntimeError(f"stats page of {key} answered {status}")
+        return parse_stats_csv(body, "web_servers")
+
+    def wait_web(self, index: int, timeout: float) -> None:
+        server = self.plan.web_servers[index]
+
+        def ready() -> bool:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                return self._get(str(server.ip), SERVER_PORT, "/") == (200, server.message)
+            return False
+
+        if self.wait_for(ready, timeout) is None:
+            raise RuntimeError(f"{server.name} did not answer on {server.ip}:{SERVER_PORT} within {timeout:.0f} s")
+
+    def wait_all_up(self, key: str, timeout: float) -> None:
+        def all_up() -> bool:
+            with contextlib.suppress(OSError, http.client.HTTPException, RuntimeError, ValueError):
+                states = self.server_states(key)
+                return all(states.get(server.name) == "UP" for server in self.plan.web_servers)
+            return False
+
+        if self.wait_for(all_up, timeout) is None:
+            raise RuntimeError(f"{self.name_of(key)} does not see every web server UP within {timeout:.0f} s")
+
+    @property
+    def vip_watch(self) -> VipWatch:
+        """Who holds the VIP, and since when (exists once start() has started keepalived)."""
+        if self.watch is None:
+            raise RuntimeError("the pair is not started")
+        return self.watch
+
+    def watch_holders(self) -> list[str]:
+        return [] if self.watch is None else self.watch.holders()
+
+    def active(self) -> str:
+        """The load balancer holding the VIP (the first one if both do)."""
+        holders = self.watch_holders()
+        if not holders:
+            raise RuntimeError("no load balancer holds the VIP")
+        return holders[0]
+
+    def other(self, key: str) -> str:
+        return LB_KEYS[1] if key == LB_KEYS[0] else LB_KEYS[0]
+
+    def keepalived_state(self, key: str) -> str:
+        """keepalived's last state (MASTER, BACKUP, FAULT...) from its own log; '?' before its first."""
+        self.state_watch.poll()
+        return self.state_watch.state(key)
+
+    def states(self) -> str:
+        holders = self.watch_holders()
+        return ", ".join(
+            f"{self.name_of(k)} {self.keepalived_state(k)}{' (VIP)' if k in holders else ''}" for k in LB_KEYS
+        )
+
+    def arp_answers(self) -> dict[str, str]:
+        """Who answers ARP for the VIP, seen from the client: MAC -> load balancer name ('?' if unknown)."""
+        client = self.net.hosts[CLIENT]
+        macs = self.in_client(lambda: who_has(self.vip, INTERFACE, client.address))
+        owners = {self.lb_mac(key): self.name_of(key) for key in LB_KEYS}
+        return {mac: owners.get(mac, "?") for mac in sorted(macs)}
+
+    def lb_mac(self, key: str) -> str:
+        result = subprocess.run(
+            ["ip", "-n", self.net.hosts[key].namespace, "-br", "link", "show", INTERFACE],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+        fields = result.stdout.split()
+        return fields[2] if len(fields) > 2 else "?"
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float | None:
+        """Poll until predicate() holds: seconds it took, or None after `timeout` (bounded)."""
+        start = time.monotonic()
+        while True:
+            if predicate():
+                return time.monotonic() - start
+            if time.monotonic() - start >= timeout:
+                return None
+            time.sleep(interval)
+
+    # --- teardown --------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the watch, kill every process of every namespace, remove the namespaces, veths and bridge."""
+        self.state_watch.stop()
+        if self.watch is not None:
+            self.watch.stop()
+        for proc in self._procs.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGCONT)
+        self.net.close()
+        for proc in self._procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
