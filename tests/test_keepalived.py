@@ -27,6 +27,7 @@ import pytest
 from plan.model import LabConfig
 from plan.parse import parse_lab_config
 from plan.stack_file import load_stack_file, raw_project_config, stack_file
+from rehearsal.ha.pair import ha_plan
 from rehearsal.local_lab import free_port
 from render.haproxy_cfg import render_lab_haproxy_cfg
 from render.keepalived import (
@@ -79,7 +80,8 @@ def ha_raw() -> dict[str, Any]:
 
 
 def plan_variants() -> dict[str, LabConfig]:
-    """The HA stack, plus plans whose values reach keepalived.conf differently (ports, prefix, VIP)."""
+    """The HA stack, plans whose values reach keepalived.conf differently (ports, prefix, VIP), and the HA
+    rehearsal's mapping of the stack onto its test network."""
     small = ha_raw()
     small["network"] = {**small["network"], "cidr": "192.168.7.0/24", "gateway": "192.168.7.1"}
     small["loadBalancer"] = {
@@ -91,7 +93,8 @@ def plan_variants() -> dict[str, LabConfig]:
     small["webServers"] = [{"name": "w1", "ip": "192.168.7.10", "message": "one"}]
     small["ssh"] = {**small["ssh"], "adminCidr": "192.168.7.0/24"}
     small["haproxy"] = {"frontendPort": 8405, "statsPort": 8406, "clientCidr": "192.168.7.0/24"}
-    return {"ha": load_stack_file("ha"), "small-network-odd-ports": parse_lab_config(small)}
+    rehearsal = ha_plan(load_stack_file("ha"), ipaddress.IPv4Network("198.18.7.0/24"))
+    return {"ha": load_stack_file("ha"), "small-network-odd-ports": parse_lab_config(small), "rehearsal": rehearsal}
 
 
 VARIANTS = [
