@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from plan.model import ConfigError
 from plan.stack_file import load_stack_file
 from rehearsal.checks import CheckResult
 from rehearsal.ha.drills import run_drills
 from rehearsal.ha.pair import HaPair
+from rehearsal.progress import progress, stop_like_ctrl_c
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -49,29 +48,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def _raise_on_signal(signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM/SIGHUP end the run like Ctrl-C, so every `finally` removes the namespaces."""
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the HA rehearsal; the exit status says whether every drill passed."""
     from rehearsal.__main__ import format_table  # the same table as the single-LB rehearsal
 
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_on_signal)
+    stop_like_ctrl_c()  # SIGTERM/SIGHUP: the same clean stop as Ctrl-C, namespaces removed
     workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-ha-"))
     ok = False
     try:
         try:
             plan = load_stack_file(args.stack)
             pair = HaPair(
-                plan, workdir, _progress, web_servers=args.web_servers, haproxy_bin=args.haproxy, workers=args.workers
+                plan, workdir, progress, web_servers=args.web_servers, haproxy_bin=args.haproxy, workers=args.workers
             )
         except (ConfigError, OSError, ValueError, RuntimeError) as error:
             print(f"rehearsal --ha: cannot set up the pair: {error}", file=sys.stderr)
@@ -82,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (OSError, RuntimeError) as error:
                 print(f"rehearsal --ha: the pair did not start: {error}", file=sys.stderr)
                 return 2
-            drills = run_drills(pair, args.drill_seconds, _progress)
+            drills = run_drills(pair, args.drill_seconds, progress)
             rows: list[CheckResult] = [drill.check() for drill in drills]
             print()
             print(format_table(rows))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from rehearsal.checks import CheckResult
 from rehearsal.ha.pair import HaPair
 from rehearsal.load import LoadResult, run_load
+from rehearsal.progress import seconds as duration
 
 CONCURRENCY = 16
 FAULT_AT = 2.0
@@ -42,10 +43,6 @@ class HaDrill:
 
     def check(self) -> CheckResult:
         return CheckResult(self.name, self.passed, self.figures)
-
-
-def _seconds(value: float | None) -> str:
-    return "never" if value is None else f"{value:.2f} s"
 
 
 def under_load(
@@ -186,8 +183,8 @@ def _failover(
         and after_goal == 0
     )
     figures = (
-        f"{pair.name_of(active)} {verb}: VIP on {pair.name_of(standby)} after {_seconds(vip_after)}, "
-        f"a new client's first answer after {_seconds(first)}; {_load_figures(result, fault_time)}"
+        f"{pair.name_of(active)} {verb}: VIP on {pair.name_of(standby)} after {duration(vip_after)}, "
+        f"a new client's first answer after {duration(first)}; {_load_figures(result, fault_time)}"
     )
     drill = HaDrill(name, passed, figures, result.total, failed, after_goal, lost, vip_after, first)
     return drill, active, standby
@@ -204,7 +201,7 @@ def haproxy_killed(pair: HaPair, seconds: float) -> HaDrill:
     back = None if entered is None else entered - restarted
     stayed = not pair.vip_watch.moves_between(restarted, time.monotonic()) and pair.watch_holders() == [standby]
     figures = (
-        f"{drill.figures}; HAProxy restarted: {pair.name_of(active)} BACKUP after {_seconds(back)}, "
+        f"{drill.figures}; HAProxy restarted: {pair.name_of(active)} BACKUP after {duration(back)}, "
         f"VIP {'stayed' if stayed else 'MOVED BACK'}"
     )
     return HaDrill(
@@ -239,7 +236,7 @@ def comes_back(pair: HaPair, seconds: float, key: str) -> HaDrill:
     failed, after_goal, lost = _counts(result, boot)
     passed = failed == 0 and not moves and back is not None and pair.watch_holders() == [holder]
     figures = (
-        f"{pair.name_of(key)} powered on: BACKUP after {_seconds(back_after)}, VIP "
+        f"{pair.name_of(key)} powered on: BACKUP after {duration(back_after)}, VIP "
         f"{'stayed on ' + pair.name_of(holder) if not moves else 'MOVED ' + str(len(moves)) + ' time(s)'}; "
         f"{_load_figures(result, boot)}"
     )
@@ -265,7 +262,7 @@ def frozen(pair: HaPair, seconds: float) -> HaDrill:
         # It never dropped the VIP while frozen: the switch back is when the standby lost it.
         left = pair.vip_watch.first(standby, False, thawed)
         thaw = (
-            f"thawed: it took the VIP back after {_seconds(None if left is None else left - thawed)}, a second "
+            f"thawed: it took the VIP back after {duration(None if left is None else left - thawed)}, a second "
             f"switch ({len(probe.failed)} of {probe.total} req failed then)"
         )
     else:
@@ -313,9 +310,9 @@ def vrrp_cut(pair: HaPair, seconds: float, cut_for: float = 3.0) -> HaDrill:
     after_restore = len(result.failed_started_after(restored))
     macs = ", ".join(f"{mac} ({name})" for mac, name in arp.items()) if isinstance(arp, dict) else "?"
     figures = (
-        f"VRRP cut: {pair.name_of(standby)} MASTER too after {_seconds(both_after)} "
+        f"VRRP cut: {pair.name_of(standby)} MASTER too after {duration(both_after)} "
         f"({seen.get('states', '?')}); ARP for the VIP answered by {macs}; restored after {cut_for:.0f} s: "
-        f"one holder ({pair.name_of(holder)}) {_seconds(resolved_after)} later; {result.total} req, failed {failed} "
+        f"one holder ({pair.name_of(holder)}) {duration(resolved_after)} later; {result.total} req, failed {failed} "
         f"({after_restore} of them after the restore); errors: {result.error_summary() or 'none'}"
     )
     passed = detected and resolved is not None
