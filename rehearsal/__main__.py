@@ -33,8 +33,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (see --help)."""
     parser = argparse.ArgumentParser(
         prog="python -m rehearsal",
-        description="Run the lab's plan on loopback (real HAProxy + gunicorn) and check balancing, stats, "
-        "failover, recovery, a crash drill, a hang drill, a rolling update and a server added then removed.",
+        description="Run the lab's plan on loopback (real HAProxy + the web app under serve.py) and check balancing, "
+        "stats, failover, recovery, a crash drill, a hang drill, a rolling update and a server added then removed.",
         epilog="--ha: the HA pair in network namespaces instead (see `python -m rehearsal --ha --help`).",
     )
     parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml plan to use (default: dev)")
@@ -42,7 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drill-seconds", type=float, default=10.0, metavar="S", help="length of each drill (10)")
     parser.add_argument("--keep", action="store_true", help="leave the lab running after the checks until Ctrl-C")
     parser.add_argument("--haproxy", default=None, metavar="PATH", help="haproxy binary (default: haproxy on PATH)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per web server (default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes per web server (default: 2)")
     parser.add_argument(
         "--keep-logs",
         action="store_true",

@@ -1,7 +1,7 @@
 """Start, signal and stop a local lab: one HAProxy and N web-server processes, all on loopback; change it
 (servers in and out, haproxy.cfg) through the same scripts the VMs run.
 
-Why process groups: a web server is a gunicorn master plus workers; the drills must kill or freeze the
+Why process groups: a web server is a master process plus workers (granian); the drills must kill or freeze the
 whole server at once (like `docker stop -s KILL` / `docker pause`), so each server runs in its own
 session and every signal goes to its group. close() always reaps every group it started.
 """
@@ -77,17 +77,18 @@ def basic_auth_header(user: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def parse_stats_csv(text: str, backend: str) -> dict[str, str]:
-    """Server name -> status ('UP', 'DOWN', 'UP 1/2', 'no check'...) for one backend of HAProxy's CSV stats."""
+def stats_rows(text: str, backend: str) -> dict[str, dict[str, str]]:
+    """Row name (each server, and BACKEND) -> every column, for one backend of HAProxy's CSV stats."""
     lines = text.splitlines()
     if not lines or not lines[0].startswith("# "):
         raise ValueError("not HAProxy CSV stats")
     reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
-    return {
-        row["svname"]: row["status"]
-        for row in reader
-        if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND")
-    }
+    return {row["svname"]: row for row in reader if row.get("pxname") == backend and row.get("svname") != "FRONTEND"}
+
+
+def parse_stats_csv(text: str, backend: str) -> dict[str, str]:
+    """Server name -> status ('UP', 'DOWN', 'UP 1/2', 'no check'...) for one backend of HAProxy's CSV stats."""
+    return {name: row["status"] for name, row in stats_rows(text, backend).items() if name != "BACKEND"}
 
 
 class LocalLab:
@@ -239,6 +240,10 @@ class LocalLab:
             self._frozen.add(name)
         elif sig == signal.SIGCONT:
             self._frozen.discard(name)
+
+    def server_group(self, index: int) -> int:
+        """The process group of web server `index` (its master and workers), while it runs."""
+        return self._procs[self.servers[index].name].pid
 
     def kill_server(self, index: int) -> None:
         """SIGKILL the whole server (like `docker stop -s KILL` or a VM power loss) and reap it."""

@@ -65,14 +65,14 @@ def planned_servers(lab: LabConfig, count: int | None = None) -> list[PlannedSer
     return result
 
 
-def gunicorn_server(server: PlannedServer, port: int, workers: int) -> ServerSpec:
-    """Run the real web app under the real gunicorn config, bound to the server's loopback address."""
+def web_server(server: PlannedServer, port: int, workers: int) -> ServerSpec:
+    """Run the real web app with the image's own command (files/webapp/serve.py) on the server's loopback address."""
     return ServerSpec(
         name=server.name,
         message=server.message,
         host=server.host,
         port=port,
-        argv=(sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"),
+        argv=(sys.executable, "serve.py"),
         env={
             **AppEnvironment(message=server.message, trusted_proxies=LB_HOST).as_env(),
             "BIND": f"{server.host}:{port}",
@@ -107,7 +107,7 @@ def rehearsal_setup(
             raise RuntimeError(f"{haproxy_bin} is not an executable haproxy binary")
         raise RuntimeError("haproxy is not on PATH (apt-get install haproxy)")
     planned = planned_servers(lab, (count or len(lab.web_servers)) + 1)
-    *servers, spare = [gunicorn_server(s, free_port(s.host), workers) for s in planned]
+    *servers, spare = [web_server(s, free_port(s.host), workers) for s in planned]
     port, stats_port = free_port(LB_HOST), free_port(LB_HOST)
     password = secrets.token_urlsafe(18)
     settings = HaproxySettings(

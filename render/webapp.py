@@ -17,9 +17,9 @@ from plan.model import WebServer
 from render.shipping import read_file, sha256_hex
 
 WEBAPP_DIR = "webapp"
-# Every file of files/webapp that a VM needs to build and run the image (the app's three files are
+# Every file of files/webapp that a VM needs to build and run the image (the app's four files are
 # written by the app's owner; the Dockerfile copies them, tests check the two lists agree).
-WEBAPP_FILES = ("app.py", "gunicorn.conf.py", "requirements.txt", "Dockerfile", ".dockerignore")
+WEBAPP_FILES = ("app.py", "access_log.py", "serve.py", "requirements.txt", "Dockerfile", ".dockerignore")
 COMPOSE_FILE = "compose.yaml"
 # One line: the URL deploy-webapp.sh polls on the VM once compose reports the container healthy.
 HEALTH_URL_FILE = "health-url"
@@ -88,7 +88,7 @@ def compose_document(server: WebServer, trusted_proxies: str = "127.0.0.1") -> d
         "restart": "unless-stopped",
         "init": True,
         "read_only": True,
-        # gunicorn's worker heartbeat files and control socket need a writable /tmp; nothing else does.
+        # Nothing in the app writes to disk; a small writable /tmp for the libraries that expect one.
         "tmpfs": ["/tmp:rw,noexec,nosuid,nodev,mode=1777,size=16m"],  # noqa: S108 (the container's own tmpfs)
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
@@ -104,7 +104,7 @@ def compose_document(server: WebServer, trusted_proxies: str = "127.0.0.1") -> d
             "start_period": "10s",
             "retries": 3,
         },
-        # Longer than gunicorn.conf.py's graceful_timeout (8 s), so in-flight requests finish on stop.
+        # Longer than serve.py's kill_timeout (8 s), so in-flight requests finish on stop.
         "stop_grace_period": "15s",
         "logging": {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}},
     }

@@ -197,7 +197,7 @@ def test_load_balancer_config_lists_every_web_server_and_stays_secret(dev_run: R
 def test_web_server_deploy_ships_its_own_message(dev_run: Run) -> None:
     for host, message in (("web1-sam", "Serveur 1"), ("web2-sam", "Serveur 2")):
         files = bundle_of(dev_run, host)
-        assert {"app.py", "Dockerfile", "compose.yaml", "gunicorn.conf.py", "requirements.txt"} <= set(files)
+        assert {"app.py", "Dockerfile", "compose.yaml", "serve.py", "access_log.py", "requirements.txt"} <= set(files)
         assert compose_of(dev_run, host)["services"]["web"]["environment"]["MESSAGE"] == message
 
 

@@ -1,4 +1,4 @@
-"""The rehearsal end to end: real HAProxy and gunicorn on loopback, the six checks, the day-2 drills, and
+"""The rehearsal end to end: real HAProxy and web servers (serve.py) on loopback, the six checks, the day-2 drills, and
 cleanup.
 
 Why end to end: the drills are the proof that the template's timeouts, retries and health checks hide

@@ -541,8 +541,8 @@ class Webapp:
         src.mkdir(mode=0o700)
         files = {
             "app.py": f"VERSION = {version!r}\n",
-            "gunicorn.conf.py": "bind = '0.0.0.0:8000'\n",
-            "requirements.txt": "flask\ngunicorn\n",
+            "serve.py": "BIND = '0.0.0.0:8000'\n",
+            "requirements.txt": "flask\ngranian\n",
             "Dockerfile": "FROM python:3.12-slim\n",
             ".dockerignore": "__pycache__\n",
             "compose.yaml": "services:\n  web:\n    build: .\n",

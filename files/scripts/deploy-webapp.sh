@@ -5,7 +5,7 @@
 #
 # Usage: deploy-webapp.sh SRC_DIR          (no stdin; run as root)
 #   SRC_DIR: a directory copied to the VM by the previous step (app.py,
-#   gunicorn.conf.py, requirements.txt, Dockerfile, .dockerignore, compose.yaml,
+#   access_log.py, serve.py, requirements.txt, Dockerfile, .dockerignore, compose.yaml,
 #   health-url: the URL to poll on this VM, one line).
 #   It is removed at the end, whatever the outcome.
 # Idempotent: when APP_DIR already holds the same files and the app is healthy,
