@@ -21,6 +21,9 @@ from render.haproxy_cfg import Backend, HaproxySettings, health_host, render_hap
 
 LB_HOST = "127.0.0.30"
 ADMIN_SOCKET = "admin.sock"  # relative: HAProxy runs in the lab's work directory
+# Where HAProxy's connections to the servers come from: on loopback the kernel picks 127.0.0.1 whatever
+# address HAProxy listens on (on the lab, the LB's own address). The servers trust X-Forwarded-For from it only.
+LB_SOURCE = "127.0.0.1"
 FIRST_SERVER_OCTET = 31
 MAX_SERVERS = 64
 LOOPBACK = "127.0.0.0/8"
@@ -74,10 +77,11 @@ def web_server(server: PlannedServer, port: int, workers: int) -> ServerSpec:
         port=port,
         argv=(sys.executable, "serve.py"),
         env={
-            **AppEnvironment(message=server.message, trusted_proxies=LB_HOST).as_env(),
+            **AppEnvironment(message=server.message, trusted_proxies=LB_SOURCE).as_env(),
             "BIND": f"{server.host}:{port}",
             "WEB_CONCURRENCY": str(workers),
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",  # as in the image: each access-log line is written at once
         },
         cwd=WEBAPP_DIR,
     )
