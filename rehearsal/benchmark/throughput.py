@@ -13,15 +13,26 @@ from dataclasses import dataclass
 
 from rehearsal.load import run_load
 
+CONNECTIONS = 32
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
 
 @dataclass(frozen=True)
 class Throughput:
-    """Successful (2xx) requests per second, and which client measured it."""
+    """Successful (2xx) requests per second, the 99th percentile latency, and which client measured it."""
 
     ok_per_second: float
     requests: int
     errors: int
     client: str
+    p99_seconds: float | None = None
+
+
+def _duration(text: str) -> float:
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not found:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(found.group(1)) * _UNITS[found.group(2)]
 
 
 def parse_wrk(output: str) -> tuple[int, float, int]:
@@ -40,18 +51,31 @@ def parse_wrk(output: str) -> tuple[int, float, int]:
     return int(found.group(1)), seconds, failed
 
 
-def measure(host: str, port: int, *, connections: int = 32, seconds: float = 5.0, use_wrk: bool = True) -> Throughput:
+def parse_wrk_p99(output: str) -> float | None:
+    """The 99% line of wrk's `--latency` distribution, in seconds (None without it)."""
+    found = re.search(r"^\s*99%\s+([\d.]+(?:us|ms|s|m))\s*$", output, re.MULTILINE)
+    return _duration(found.group(1)) if found else None
+
+
+def measure(
+    host: str, port: int, *, connections: int = CONNECTIONS, seconds: float = 5.0, use_wrk: bool = True
+) -> Throughput:
     """Requests/s with `connections` kept-alive connections for `seconds` (bounded: wrk -d, or run_load's deadline)."""
     wrk = shutil.which("wrk") if use_wrk else None
     if wrk is not None:
         result = subprocess.run(
-            [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s", f"http://{host}:{port}/"],
+            [
+                *(wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"),
+                f"http://{host}:{port}/",
+            ],
             capture_output=True,
             text=True,
             timeout=seconds + 30,
             check=True,
         )
         requests, elapsed, failed = parse_wrk(result.stdout)
-        return Throughput((requests - failed) / elapsed, requests, failed, "wrk -t1")
+        return Throughput((requests - failed) / elapsed, requests, failed, "wrk -t1", parse_wrk_p99(result.stdout))
     load = run_load(host, port, concurrency=connections, seconds=seconds)
-    return Throughput(load.ok_per_second, load.total, len(load.failed), "python threads")
+    latencies = sorted(outcome.seconds for outcome in load.outcomes)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None
+    return Throughput(load.ok_per_second, load.total, len(load.failed), "python threads", p99)
