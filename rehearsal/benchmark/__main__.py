@@ -371,8 +371,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="worker processes per web server, every candidate (default 1: servers, HAProxy and wrk share the cores)",
+        default=0,
+        help="worker processes per web server, every candidate (default: the CPUs each server gets here, "
+        "CPUs // servers, at least 1: one with 2 servers on 2 CPUs, two with 1 server, as serve.py sizes itself)",
     )
     parser.add_argument("--python-client", action="store_true", help="measure throughput with Python, not wrk")
     parser.add_argument("--haproxy", default=None, metavar="PATH", help="haproxy binary (default: on PATH)")
@@ -382,8 +383,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--rounds must be 1..20 and --throughput-seconds 1..30")
     if not 4.0 <= args.drill_seconds <= 60.0:
         parser.error("--drill-seconds must be 4..60 (the fault comes at 2 s; the report needs ~6 s to notice it)")
-    if not 1 <= args.workers <= 16:
-        parser.error("--workers must be 1..16")
+    if not 0 <= args.workers <= 16:
+        parser.error("--workers must be 1..16 (0: the CPUs each server gets here)")
     try:
         keys = {by_key(key.strip()).key for key in args.candidates.split(",") if key.strip()} | {SHIPPED}
     except ValueError as error:
@@ -400,13 +401,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = load_stack_file("dev")
     haproxy_bin = rehearsal_setup(plan, 1, haproxy_bin=args.haproxy).lb.haproxy_bin
 
-    def make(key: str, count: int, workers: int = args.workers) -> RehearsalSetup:
-        """A fresh setup (new free ports) of `key` with `count` web servers of `workers` processes."""
+    cpus = len(os.sched_getaffinity(0))
+
+    def workers_for(count: int) -> int:
+        """Worker processes per server with `count` servers: --workers, else the CPUs each server gets here."""
+        return args.workers or max(1, cpus // count)
+
+    def make(key: str, count: int, workers: int | None = None) -> RehearsalSetup:
+        """A fresh setup (new free ports) of `key` with `count` web servers of `workers` processes each."""
         if key == REPORT:
             return baseline_setup(args.haproxy, count)
-        return by_key(key).apply(rehearsal_setup(plan, count, haproxy_bin=args.haproxy), workers)
+        setup = rehearsal_setup(plan, count, haproxy_bin=args.haproxy)
+        return by_key(key).apply(setup, workers if workers is not None else workers_for(count))
 
-    cpus = len(os.sched_getaffinity(0))
     figures = {
         key: SetupFigures(key, by_key(key).description, by_key(key).deployed_workers(cpus))
         for key in args.candidate_keys
@@ -452,13 +459,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "haproxy": _haproxy_version(haproxy_bin),
         "client": f"{ours.two[0].throughput.client}, {CONNECTIONS} connections, {args.throughput_seconds:g} s per run",
         "rounds": args.rounds,
-        "workers_per_server": args.workers,
+        "workers_per_server": {"2_servers": workers_for(2), "1_server": workers_for(1)},
     }
     print()
     print(f"command:  {command}")
     print(f"machine:  nproc={machine['nproc']}, {machine['system']}, Python {machine['python']}, {machine['haproxy']}")
     print(
-        f"load:     {machine['client']}, median of {args.rounds} interleaved round(s); {args.workers} worker(s)/server"
+        f"load:     {machine['client']}, median of {args.rounds} interleaved round(s); worker processes per server: "
+        f"{workers_for(2)} with 2 servers, {workers_for(1)} with 1 (the report: one Werkzeug process)"
     )
     print(
         f"drills:   {args.drill_seconds:g} s of 16 concurrent keep-alive clients, fault at 2 s; a request fails on "
