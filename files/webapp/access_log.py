@@ -10,6 +10,7 @@ the line itself, in Common Log Format, whichever WSGI server runs it.
 from __future__ import annotations
 
 import ipaddress
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Control characters, quotes and backslashes in a request line are written escaped: a client must
 # not be able to forge a log line or break the quoted field.
 _ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {ord('"'): '\\"', ord("\\"): "\\\\"}
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f\x7f"\\]')
+# Addresses already classified (the peer is nearly always the LB); bounded, emptied when full.
+_CACHE_SIZE = 4096
 
 
 def parse_trusted(spec: str) -> tuple[Network, ...]:
@@ -52,20 +56,30 @@ class ClientAddressLog:
         self.stream = stream
         self._second = -1
         self._stamp = ""
+        self._known: dict[str, tuple[str | None, bool]] = {}
 
-    def _is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
-        return address is not None and any(address in network for network in self.trusted)
+    def _classify(self, text: str) -> tuple[str | None, bool]:
+        """(the address written canonically, or None if it is not one; whether it is a trusted proxy)."""
+        known = self._known.get(text)
+        if known is None:
+            address = _ip(text)
+            trusted = address is not None and any(address in network for network in self.trusted)
+            known = (None if address is None else str(address), trusted)
+            if len(self._known) >= _CACHE_SIZE:
+                self._known.clear()
+            self._known[text] = known
+        return known
 
     def client_address(self, peer: str, forwarded_for: str | None) -> str:
         """Who the client is, given the socket's peer and the X-Forwarded-For header (or None)."""
-        if not forwarded_for or not self._is_trusted(_ip(peer)):
+        if not forwarded_for or not self._classify(peer)[1]:
             return peer
         for hop in reversed(forwarded_for.split(",")):
-            address = _ip(hop)
+            address, trusted = self._classify(hop)
             if address is None:
                 return peer  # a proxy we trust never writes this: do not guess
-            if not self._is_trusted(address):
-                return str(address)
+            if not trusted:
+                return address
         return peer
 
     def _timestamp(self) -> str:
@@ -92,5 +106,7 @@ class ClientAddressLog:
         request = f"{environ.get('REQUEST_METHOD', '-')} {target} {environ.get('SERVER_PROTOCOL', '-')}"
         status, length = seen or ["-", "-"]
         stream = self.stream if self.stream is not None else sys.stdout
-        stream.write(f'{client} - - [{self._timestamp()}] "{request.translate(_ESCAPES)}" {status} {length}\n')
+        if _NEEDS_ESCAPE.search(request):
+            request = request.translate(_ESCAPES)
+        stream.write(f'{client} - - [{self._timestamp()}] "{request}" {status} {length}\n')
         return body
