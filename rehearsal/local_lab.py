@@ -245,6 +245,10 @@ class LocalLab:
         """The process group of web server `index` (its master and workers), while it runs."""
         return self._procs[self.servers[index].name].pid
 
+    def haproxy_group(self) -> int:
+        """HAProxy's process group, while it runs."""
+        return self._procs["haproxy"].pid
+
     def kill_server(self, index: int) -> None:
         """SIGKILL the whole server (like `docker stop -s KILL` or a VM power loss) and reap it."""
         self.signal_server(index, signal.SIGKILL)

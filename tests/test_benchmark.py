@@ -121,6 +121,7 @@ def test_tiny_run_ends_with_one_json_line_holding_every_figure() -> None:
         "throughput_2_servers",
         "throughput_1_server",
         "requests_per_cpu_second",
+        "requests_per_haproxy_cpu_second",
         "p99_ms",
         "rss_mib_per_server",
         "pss_mib_per_server",

@@ -52,6 +52,7 @@ class RunFigures:
 
     throughput: Throughput
     server_cpu_seconds: float
+    lb_cpu_seconds: float
     rss_mib: tuple[float, ...]
     pss_mib: tuple[float, ...]
     server_connections: int
@@ -60,6 +61,10 @@ class RunFigures:
     @property
     def requests_per_cpu_second(self) -> float:
         return self.throughput.requests / self.server_cpu_seconds if self.server_cpu_seconds > 0 else 0.0
+
+    @property
+    def requests_per_lb_cpu_second(self) -> float:
+        return self.throughput.requests / self.lb_cpu_seconds if self.lb_cpu_seconds > 0 else 0.0
 
 
 @dataclass
@@ -92,12 +97,17 @@ class SetupFigures:
         return self._median([run.throughput.p99_seconds for run in self.two if run.throughput.p99_seconds is not None])
 
     @property
+    def requests_per_lb_cpu_second(self) -> float | None:
+        return self._median([run.requests_per_lb_cpu_second for run in self.two + self.one])
+
+    @property
     def rss_mib_per_server(self) -> float | None:
-        return self._median([max(run.rss_mib) for run in self.two + self.one if run.rss_mib])
+        """With 2 servers (one worker each here): the larger of the two, median over the rounds."""
+        return self._median([max(run.rss_mib) for run in self.two if run.rss_mib])
 
     @property
     def pss_mib_per_server(self) -> float | None:
-        return self._median([max(run.pss_mib) for run in self.two + self.one if run.pss_mib])
+        return self._median([max(run.pss_mib) for run in self.two if run.pss_mib])
 
     @property
     def connections_per_1000_requests(self) -> float | None:
@@ -120,16 +130,23 @@ def throughput_run(label: str, setup: RehearsalSetup, *, seconds: float, use_wrk
             local_lab.start()
             groups = [local_lab.server_group(index) for index in range(len(setup.servers))]
             connections_before, requests_before = _backend_counters(local_lab)
-            cpu_before = cpu_seconds(groups)
+            lb = [local_lab.haproxy_group()]
+            cpu_before, lb_before = cpu_seconds(groups), cpu_seconds(lb)
             throughput = measure(local_lab.lb.host, local_lab.lb.port, seconds=seconds, use_wrk=use_wrk)
-            cpu_used = cpu_seconds(groups) - cpu_before
+            cpu_used, lb_used = cpu_seconds(groups) - cpu_before, cpu_seconds(lb) - lb_before
             rss = tuple(rss_mib(group) for group in groups)
             pss = tuple(pss_mib(group) for group in groups)
             connections_after, requests_after = _backend_counters(local_lab)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RunFigures(
-        throughput, cpu_used, rss, pss, connections_after - connections_before, requests_after - requests_before
+        throughput,
+        cpu_used,
+        lb_used,
+        rss,
+        pss,
+        connections_after - connections_before,
+        requests_after - requests_before,
     )
 
 
@@ -185,8 +202,12 @@ def candidates_table(setups: Sequence[SetupFigures], ceiling: float) -> str:
         ("req/s, 2 servers (median)", lambda f: _num(f.rps(2))),
         ("req/s, 1 server (median)", lambda f: _num(f.rps(1))),
         ("requests per CPU-second of the web tier", lambda f: _num(f.requests_per_cpu_second)),
+        ("requests per CPU-second of HAProxy", lambda f: _num(f.requests_per_lb_cpu_second)),
         ("p99 latency, 2 servers", lambda f: "-" if f.p99_seconds is None else f"{1000 * f.p99_seconds:.1f} ms"),
-        ("memory per server, RSS / PSS (MiB)", lambda f: _memory(f.rss_mib_per_server, f.pss_mib_per_server)),
+        (
+            "memory per server in the 2-server runs, RSS / PSS (MiB)",
+            lambda f: _memory(f.rss_mib_per_server, f.pss_mib_per_server),
+        ),
         ("memory as deployed on this many CPUs", _deployed_memory),
         ("server connections per 1000 requests", lambda f: _num(f.connections_per_1000_requests, 1)),
         ("crash: failed, total / after fault", lambda f: _after_fault(f.crash)),
@@ -292,6 +313,7 @@ def _setup_json(figures: SetupFigures) -> dict[str, Any]:
         "rounds_2_servers": [round(run.throughput.ok_per_second, 1) for run in figures.two],
         "rounds_1_server": [round(run.throughput.ok_per_second, 1) for run in figures.one],
         "requests_per_cpu_second": _round(figures.requests_per_cpu_second),
+        "requests_per_haproxy_cpu_second": _round(figures.requests_per_lb_cpu_second),
         "p99_ms": None if figures.p99_seconds is None else round(1000 * figures.p99_seconds, 2),
         "rss_mib_per_server": _round(figures.rss_mib_per_server, 1),
         "pss_mib_per_server": _round(figures.pss_mib_per_server, 1),
