@@ -91,6 +91,17 @@ def parse_stats_csv(text: str, backend: str) -> dict[str, str]:
     return {name: row["status"] for name, row in stats_rows(text, backend).items() if name != "BACKEND"}
 
 
+def _group_exists(pgid: int) -> bool:
+    """Whether any process (a zombie not yet reaped included) is still in process group `pgid`."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LocalLab:
     """A running lab. Use as a context manager: leaving it (normally, on error or Ctrl-C) stops everything."""
 
@@ -358,6 +369,12 @@ class LocalLab:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
             self._reaped(proc)
+        # A worker whose master died first is reparented to init, which reaps it a moment later: wait
+        # (bounded) until every group is empty, so nothing this lab started outlives close().
+        deadline = time.monotonic() + 5.0
+        for _, proc in procs:
+            while time.monotonic() < deadline and _group_exists(proc.pid):
+                time.sleep(0.02)
         self._procs.clear()
         self._frozen.clear()
         if self._watchdog is not None:
