@@ -4,7 +4,8 @@ what it reads from its environment.
 Every consumer takes it from here: the compose file and its healthcheck (render/webapp.py), the
 deploy script's local check, haproxy.cfg's `http-check` (render/haproxy_cfg.py) and the rehearsal.
 files/webapp/app.py runs alone in its container, so it carries its own copy of the path;
-tests/test_webapp.py checks the two agree.
+tests/test_webapp.py checks the two agree. Likewise for the server's own settings (files/webapp/serve.py:
+where it binds, how many processes and threads), which only the rehearsal and the benchmark set.
 """
 
 from __future__ import annotations
@@ -33,3 +34,25 @@ class AppEnvironment:
     def as_env(self) -> dict[str, str]:
         """The environment variables, by name."""
         return {"MESSAGE": self.message, "FORWARDED_ALLOW_IPS": self.trusted_proxies}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerEnvironment:
+    """What the web server (files/webapp/serve.py) reads from its environment; unset means its defaults
+    (0.0.0.0:CONTAINER_PORT, one worker per CPU, one thread per worker)."""
+
+    bind: str
+    """host:port to listen on (`BIND`)."""
+    workers: int | None = None
+    """Worker processes (`WEB_CONCURRENCY`)."""
+    threads: int | None = None
+    """Python threads per worker that run the app (`WEB_THREADS`)."""
+
+    def as_env(self) -> dict[str, str]:
+        """The environment variables, by name (only those set)."""
+        env = {"BIND": self.bind}
+        if self.workers is not None:
+            env["WEB_CONCURRENCY"] = str(self.workers)
+        if self.threads is not None:
+            env["WEB_THREADS"] = str(self.threads)
+        return env

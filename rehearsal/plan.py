@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from plan.app_contract import AppEnvironment
+from plan.app_contract import AppEnvironment, ServerEnvironment
 from plan.model import LabConfig
 from rehearsal.local_lab import LbSpec, ServerSpec, free_port
 from render.haproxy_cfg import Backend, HaproxySettings, health_host, render_haproxy_cfg
@@ -78,8 +78,7 @@ def web_server(server: PlannedServer, port: int, workers: int) -> ServerSpec:
         argv=(sys.executable, "serve.py"),
         env={
             **AppEnvironment(message=server.message, trusted_proxies=LB_SOURCE).as_env(),
-            "BIND": f"{server.host}:{port}",
-            "WEB_CONCURRENCY": str(workers),
+            **ServerEnvironment(bind=f"{server.host}:{port}", workers=workers).as_env(),
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",  # as in the image: each access-log line is written at once
         },

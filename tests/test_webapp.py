@@ -26,7 +26,7 @@ from types import ModuleType
 import pytest
 from flask import Flask
 
-from plan.app_contract import HEALTH_PATH
+from plan.app_contract import HEALTH_PATH, ServerEnvironment
 from rehearsal.benchmark.slow_body import slow_body_drill
 from rehearsal.local_lab import free_port
 from tests.http_probe import get_when_listening
@@ -193,7 +193,11 @@ def test_server_defaults(serve_module: ModuleType) -> None:
 
 
 def test_server_env_overrides(serve_module: ModuleType) -> None:
-    settings = serve_module.settings_from_env({"BIND": "127.0.0.33:9000", "WEB_CONCURRENCY": "3", "WEB_THREADS": "2"})
+    """serve.py reads the names plan/app_contract.py writes (the rehearsal and the benchmark use those)."""
+    env = ServerEnvironment(bind="127.0.0.33:9000", workers=3, threads=2).as_env()
+    assert env == {"BIND": "127.0.0.33:9000", "WEB_CONCURRENCY": "3", "WEB_THREADS": "2"}
+    assert tuple(env) == (serve_module.BIND_ENV, serve_module.WORKERS_ENV, serve_module.THREADS_ENV)
+    settings = serve_module.settings_from_env(env)
     assert (settings.host, settings.port, settings.workers, settings.blocking_threads) == ("127.0.0.33", 9000, 3, 2)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from plan.app_contract import ServerEnvironment
 from rehearsal.local_lab import ServerSpec
 from rehearsal.plan import RehearsalSetup
 
@@ -29,7 +30,7 @@ def _venv_tool(name: str) -> str | None:
 
 
 def _shipped(spec: ServerSpec, workers: int) -> tuple[tuple[str, ...], dict[str, str]]:
-    return spec.argv, {**spec.env, "WEB_CONCURRENCY": str(workers)}
+    return spec.argv, {**spec.env, **ServerEnvironment(bind=f"{spec.host}:{spec.port}", workers=workers).as_env()}
 
 
 def _gunicorn(worker_class: str, threads: int) -> Command:
