@@ -9,7 +9,9 @@ per CPU), WEB_THREADS (Python threads per worker). MESSAGE and FORWARDED_ALLOW_I
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +78,16 @@ def settings_from_env(env: Mapping[str, str]) -> ServerSettings:
 
 
 def serve(settings: ServerSettings, target: str = APP_TARGET) -> None:
-    """Run granian in the foreground until SIGTERM or SIGINT (then a graceful stop)."""
+    """Run granian in the foreground until SIGTERM or SIGINT (then a graceful stop).
+
+    The app is imported here, before granian forks its workers: they start with Flask already loaded
+    (faster, and its pages shared between workers), instead of each importing it at once on start.
+    """
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    importlib.import_module(target.partition(":")[0])
+
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
