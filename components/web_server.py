@@ -80,7 +80,7 @@ class WebServerVm(pulumi.ComponentResource):
         install = run_script(
             self, name, booted, "install-docker.sh", previous=booted.cloud_init, timeout_minutes=INSTALL_MINUTES
         )
-        # gunicorn trusts X-Forwarded-For from the load balancers only (a comma-separated list).
+        # The app trusts X-Forwarded-For from the load balancers only (a comma-separated list).
         trusted = ",".join(str(host.ip) for host in lab.load_balancers)
         bundle = tar_gz_base64(webapp_bundle(server, trusted_proxies=trusted))
         bundle_hash = sha256_hex(bundle)

@@ -1,9 +1,10 @@
-"""The web app behind a load balancer that dies: a silent peer must not hold a gunicorn worker for long.
+"""The web app behind a load balancer that dies: a silent peer must not hold the server's worker for long.
 
-Why: gunicorn waits for the peer's FIN after each response (graceful close). A load balancer that was powered
-off or frozen never sends it; with the default 2 s wait, every request it had queued at a web server holds a
-sync worker 2 s, and the surviving load balancer of an HA pair sees its checks time out (HTTP 503s). The
-shipped gunicorn.conf.py bounds that wait; this proves it against the real gunicorn.
+Why: a load balancer that was powered off or frozen never reads its answers nor closes its connections;
+gunicorn's sync workers waited 2 s for each such peer's FIN, so every request it had queued held a worker
+and the surviving load balancer of an HA pair saw its checks time out (HTTP 503s). The shipped server
+(serve.py, granian) reads and writes connections in Rust, apart from the app's one Python thread; this
+proves it with one worker against the real server.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def one_worker(tmp_path: Path) -> Iterator[int]:
-    """A real gunicorn with the shipped config and a single sync worker; killed at teardown."""
+    """The real server as shipped (serve.py) with a single worker; killed at teardown."""
     port = free_port(HOST)
     env = {**os.environ, "BIND": f"{HOST}:{port}", "MESSAGE": "Serveur 1", "WEB_CONCURRENCY": "1"}
-    with (tmp_path / "gunicorn.log").open("wb") as sink:
+    with (tmp_path / "server.log").open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+            [sys.executable, "serve.py"],
             cwd=WEBAPP,
             env=env,
             stdout=sink,

@@ -37,7 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drill-seconds", type=float, default=10.0, metavar="S", help="load per drill (10)")
     parser.add_argument("--keep", action="store_true", help="leave the pair running after the drills until Ctrl-C")
     parser.add_argument("--haproxy", default=None, metavar="PATH", help="haproxy binary (default: haproxy on PATH)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per web server (default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes per web server (default: 2)")
     args = parser.parse_args(argv)
     if args.web_servers is not None and args.web_servers < 1:
         parser.error("--web-servers must be at least 1")

@@ -33,7 +33,7 @@ from plan.model import Host, LabConfig, WebServer
 from rehearsal.ha.arp import who_has
 from rehearsal.ha.netns import INTERFACE, TestNetwork, run_in_namespace
 from rehearsal.local_lab import basic_auth_header, parse_stats_csv, quiet
-from rehearsal.plan import PlannedServer, gunicorn_server, planned_servers
+from rehearsal.plan import PlannedServer, planned_servers, web_server
 from render.haproxy_cfg import lab_settings, render_haproxy_cfg
 from render.keepalived import CHECK_SCRIPT_FILE, KeepalivedSettings, pair_settings, render_keepalived_conf
 from render.shipping import script_text
@@ -334,10 +334,10 @@ class HaPair:
 
     def start_web(self, index: int) -> None:
         server = self.plan.web_servers[index]
-        spec = gunicorn_server(PlannedServer(server.name, server.message, str(server.ip)), SERVER_PORT, self.workers)
+        spec = web_server(PlannedServer(server.name, server.message, str(server.ip)), SERVER_PORT, self.workers)
         trusted = ",".join(str(lb.ip) for lb in self.plan.load_balancers)
         env = {**spec.env, **AppEnvironment(message=server.message, trusted_proxies=trusted).as_env()}
-        self._spawn(self.web_keys[index], "gunicorn", list(spec.argv), env=env, cwd=spec.cwd)
+        self._spawn(self.web_keys[index], "web", list(spec.argv), env=env, cwd=spec.cwd)
 
     def start_haproxy(self, key: str) -> None:
         self._spawn(key, "haproxy", [self.haproxy_bin, "-db", "-f", str(self._dir(key) / "haproxy.cfg")])
