@@ -41,11 +41,12 @@ func main() {
 	ctx := context.Background()
 	p := pfbridge.MuxShimWithPF(ctx, shimv2.NewProvider(tfprovider.ProxmoxVirtualEnvironment()), fwprovider.New(Version)())
 	info := tfbridge.ProviderInfo{
-		P:            p,
-		Name:         "proxmoxve",
-		Version:      Version,
-		Resources:    map[string]*tfbridge.ResourceInfo{},
-		MetadataInfo: tfbridge.NewProviderMetadata([]byte("{}")),
+		P:              p,
+		Name:           "proxmoxve",
+		ResourcePrefix: "proxmox",
+		Version:        Version,
+		Resources:      map[string]*tfbridge.ResourceInfo{},
+		MetadataInfo:   tfbridge.NewProviderMetadata([]byte("{}")),
 	}
 	for tf, tok := range resources {
 		info.Resources[tf] = &tfbridge.ResourceInfo{Tok: tokens.Type(tok)}

@@ -6,7 +6,8 @@
 // What it decides, and why it matches the real provider for a plan: Check returns the inputs as given;
 // Diff lists the top-level inputs that changed and asks for a replacement only when `triggers`
 // changed (the real provider's schema marks triggers replaceOnChanges, and the Python SDK adds the same
-// replace_on_changes option, which the engine applies on its own). Create, Update and Delete refuse.
+// replace_on_changes option, which the engine applies on its own). Create and Update answer previews
+// only; outside a preview they, and Delete, refuse.
 package main
 
 import (
@@ -65,8 +66,7 @@ func (p *standIn) DiffConfig(context.Context, *pulumirpc.DiffRequest) (*pulumirp
 }
 
 func (p *standIn) Configure(context.Context, *pulumirpc.ConfigureRequest) (*pulumirpc.ConfigureResponse, error) {
-	// SupportsPreview false: the engine plans creates and updates without calling us.
-	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, AcceptResources: true, SupportsPreview: false}, nil
+	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, AcceptResources: true, SupportsPreview: true}, nil
 }
 
 func (p *standIn) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
@@ -120,11 +120,18 @@ func changedKeys(olds, news *structpb.Struct) []string {
 	return out
 }
 
-func (p *standIn) Create(context.Context, *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
+// Create and Update answer a preview with the inputs (outputs unknown until a real run) and refuse to run.
+func (p *standIn) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
+	if req.GetPreview() {
+		return &pulumirpc.CreateResponse{Properties: req.GetProperties()}, nil
+	}
 	return nil, errNeverRuns
 }
 
-func (p *standIn) Update(context.Context, *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
+func (p *standIn) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
+	if req.GetPreview() {
+		return &pulumirpc.UpdateResponse{Properties: req.GetNews()}, nil
+	}
 	return nil, errNeverRuns
 }
 
