@@ -102,6 +102,7 @@ class Workspace:
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "NO_COLOR": "1",
+            "PULUMI_DEBUG_COMMANDS": "true",  # enables `--event-log` (tests/engine_state.py reads planned outputs)
         }
 
     @property

@@ -29,6 +29,7 @@ from tests.engine_harness import (
     engine_bin,
     versions,
 )
+from tests.engine_state import import_planned_state, import_state
 from tests.fake_proxmox import FakeProxmox, fake_proxmox
 from tests.pulumi_harness import run_program, stack_config
 
@@ -41,8 +42,6 @@ RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
 OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for a value known only after apply
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
 def dev_plan() -> dict[str, Any]:
@@ -62,9 +61,10 @@ def bin_dir() -> Path:
     return engine_bin()
 
 
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeProxmox]:
-    with fake_proxmox(tmp_path) as running:
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProxmox]:
+    """One fake Proxmox API for the module: the same endpoint in every stack (it is provider config)."""
+    with fake_proxmox(tmp_path_factory.mktemp("fake-pve")) as running:
         yield running
 
 
@@ -204,99 +204,33 @@ def test_no_secret_in_plain_text_in_preview_output_or_backend(workspace: Workspa
 # ------------------------------------------------------------------------------- plans of changes
 
 
-def _at(value: Any, path: list[Any]) -> Any:
-    for part in path:
-        if (isinstance(value, dict) and part in value) or (
-            isinstance(value, list) and isinstance(part, int) and part < len(value)
-        ):
-            value = value[part]
-        else:
-            return None
-    return value
-
-
-def _known(value: Any, mocked: Any, path: list[Any]) -> Any:
-    """`value` with every unknown replaced by what the mocks run computed at the same place."""
-    if value == UNKNOWN:
-        found = _at(mocked, path)
-        return "placeholder" if found is None else found
-    if isinstance(value, dict):
-        return {k: _known(v, mocked, [*path, k]) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_known(v, mocked, [*path, i]) for i, v in enumerate(value)]
-    return value
-
-
-def _secret_wrapped(value: Any) -> Any:
-    """Values holding one of our secrets become state secrets (the engine re-encrypts them on import)."""
-    if isinstance(value, dict):
-        if SECRET_SIG in value:
-            return value
-        return {k: _secret_wrapped(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_secret_wrapped(v) for v in value]
-    if isinstance(value, str) and any(s.strip() in value for s in SECRETS.values()):
-        return {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "plaintext": json.dumps(value)}
-    return value
-
-
-def _resource_id(state: dict[str, Any], inputs: dict[str, Any]) -> str:
-    name = state["urn"].rsplit("::", 1)[1]
-    kind = state["type"]
-    if kind.startswith("pulumi:providers:"):
-        return "00000000-0000-0000-0000-000000000000"
-    if kind == VM:
-        return str(inputs["vmId"])
-    if kind == IMAGE:
-        return f"{inputs['datastoreId']}:import/{inputs['fileName']}"
-    if kind == SNIPPET:
-        return f"{inputs['datastoreId']}:snippets/{inputs['sourceRaw']['fileName']}"
-    return f"{name}-id"
-
-
-def import_planned_state(workspace: Workspace, plan: dict[str, Any]) -> None:
-    """Give the engine the state a successful `pulumi up` of this stack would leave, without Proxmox.
-
-    The engine's own plan (`preview --json --show-secrets`) gives every resource's checked inputs
-    (with the providers' defaults), parent, provider and dependencies; values known only after apply
-    are taken from a mocks run of the same program (ids as Proxmox forms them); outputs = inputs + id.
-    """
-    planned = workspace.preview("--show-secrets")
-    config, secret_keys = stack_config(plan)
-    mocked = {r.urn: r.inputs for r in run_program(config, secret_keys).resources}
-    exported = workspace.pulumi("stack", "export", "--stack", STACK).json()
-    resources = []
-    ids: dict[str, str] = {}
-    for step in planned.json()["steps"]:
-        state = copy.deepcopy(step["newState"])
-        inputs = _known(state.get("inputs", {}), mocked.get(state["urn"], {}), [])
-        if state.get("custom"):
-            ids[state["urn"]] = _resource_id(state, inputs)
-            state["id"] = ids[state["urn"]]
-            state["outputs"] = {**inputs, "id": state["id"]}
-        else:
-            state["outputs"] = {}
-        state["inputs"] = inputs
-        resources.append(state)
-    for state in resources:
-        provider = state.get("provider", "")
-        if provider:
-            urn = provider.rsplit("::", 1)[0]
-            state["provider"] = f"{urn}::{ids[urn]}"
-        state["inputs"] = _secret_wrapped(state["inputs"])
-        state["outputs"] = _secret_wrapped(state["outputs"])
-    exported["deployment"]["resources"] = resources
-    deployment = workspace.root / "deployment.json"
-    deployment.write_text(json.dumps(exported))
-    workspace.pulumi("stack", "import", "--stack", STACK, "--file", str(deployment))
+@pytest.fixture(scope="module")
+def dev_state(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path, fake: FakeProxmox) -> list[dict[str, Any]]:
+    """The dev stack's state as deployed, built once (tests/engine_state.py)."""
+    workspace = Workspace(tmp_path_factory.mktemp("dev-state"), bin_dir)
+    workspace.init_stack(fake.endpoint)
+    return import_planned_state(workspace, dev_plan())
 
 
 @pytest.fixture
-def deployed(workspace: Workspace, fake: FakeProxmox) -> Workspace:
-    """The dev stack, as if deployed: state imported, nothing to change."""
+def deployed(workspace: Workspace, fake: FakeProxmox, dev_state: list[dict[str, Any]]) -> Workspace:
+    """A fresh dev stack whose state is the deployed one: the next preview plans changes only."""
     workspace.init_stack(fake.endpoint)
-    import_planned_state(workspace, dev_plan())
+    import_state(workspace, copy.deepcopy(dev_state))
     return workspace
+
+
+def event_ops(workspace: Workspace) -> list[tuple[str, str]]:
+    """(op, resource name) of every step the engine would take, in the engine's order (its event log)."""
+    log = workspace.root / "events.jsonl"
+    log.unlink(missing_ok=True)
+    workspace.pulumi("preview", "--stack", STACK, "--event-log", str(log))
+    ops = []
+    for line in log.read_text().splitlines():
+        event = json.loads(line).get("resourcePreEvent")
+        if event and event["metadata"]["op"] != "same":
+            ops.append((event["metadata"]["op"], event["metadata"]["urn"].rsplit("::", 1)[1]))
+    return ops
 
 
 def test_an_unchanged_stack_plans_nothing(deployed: Workspace) -> None:
@@ -304,47 +238,63 @@ def test_an_unchanged_stack_plans_nothing(deployed: Workspace) -> None:
 
 
 def test_a_web_message_change_reruns_that_servers_deploy_only(deployed: Workspace) -> None:
+    """The message is in the deploy command's triggers (a content hash): that command runs again, on
+    that server only; no VM, no other server, not the load balancer."""
     web = servers(2)
     web[1]["message"] = "Serveur 2 (v2)"
     deployed.set_config("haproxy-lab:webServers", web)
-    plan = changed(deployed.preview())
-    touched = sorted(name for names in plan.values() for name in names)
-    assert touched, "a new message must change something"
-    assert all("WEB2" in name.upper() for name in touched), plan
-    assert not any(t for t in touched if "vm" in t.lower() and "deploy" not in t.lower()), plan
+    assert changed(deployed.preview()) == {"replace": ["haproxy-lab-web2-sam-deploy-webapp"]}
 
 
 def test_a_stats_password_change_reruns_the_lb_config_command_only(deployed: Workspace) -> None:
+    """The password is in haproxy.cfg: only the command that validates and applies it runs again."""
     deployed.set_config("haproxy-lab:statsPassword", "another-Stats-Pa55word", secret=True)
-    plan = changed(deployed.preview())
-    touched = sorted(name for names in plan.values() for name in names)
-    assert touched, "a new password must change the load balancer's config"
-    assert all(name.upper().startswith("HAPROXY") or "lb" in name.lower() for name in touched), plan
-    assert all("config" in name.lower() or "cfg" in name.lower() for name in touched), plan
+    assert changed(deployed.preview()) == {"replace": ["haproxy-lab-haproxy-sam-apply-haproxy-cfg"]}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="main replaces VmLegacy create-before-delete (no delete_before_replace yet): remove this mark with that fix",
+)
 def test_a_vm_id_change_replaces_that_vm_delete_before_replace(deployed: Workspace) -> None:
+    """A new vmId replaces that VM only (bpg's ForceNew on vm_id); the old VM must go first: it holds
+    the static address (and, for a same-id move, the id), so create-before-delete would clash."""
     web = servers(2)
     web[0]["vmId"] = 231
     deployed.set_config("haproxy-lab:webServers", web)
-    result = deployed.preview()
-    ops = steps_by_op(result)
-    replaced = [s for s in ops.get("delete-replaced", []) + ops.get("replace", []) if type_of(s) == VM]
-    assert {name_of(s) for s in replaced} == {name_of(s) for s in ops.get("replace", []) if type_of(s) == VM}
-    assert [type_of(s) for s in ops.get("replace", []) if type_of(s) == VM] == [VM], changed(result)
-    vm_replace = next(s for s in ops["replace"] if type_of(s) == VM)
-    assert "WEB1" in name_of(vm_replace).upper()
-    # delete-before-replace: the engine deletes the old VM first (a `delete-replaced` step before `create-replacement`).
-    order = [s["op"] for s in result.json()["steps"] if s["urn"] == vm_replace["urn"]]
-    assert "delete-replaced" in order, order
-    assert order.index("delete-replaced") < order.index("create-replacement"), order
+    ops = steps_by_op(deployed.preview())
+    assert sorted(name_of(s) for s in ops.get("replace", [])) == ["haproxy-lab-web1-sam-machine-vm"], changed(
+        deployed.preview()
+    )
+    order = [op for op, name in event_ops(deployed) if name == "haproxy-lab-web1-sam-machine-vm"]
+    assert order.index("delete-replaced") < order.index("create-replacement"), f"create-before-delete: {order}"
 
 
-def test_an_ssh_key_change_recreates_every_vm(deployed: Workspace) -> None:
-    """README, Updates: the SSH key lives in cloud-init; changing it re-creates the VMs."""
+def _ssh_key_changed(deployed: Workspace) -> dict[str, list[str]]:
     ssh = dev_plan()["ssh"]
     ssh["publicKey"] = ssh["publicKey"].replace("AAAAIH0", "AAAAIH1")
     deployed.set_config("haproxy-lab:ssh", ssh)
-    ops = steps_by_op(deployed.preview())
-    replaced_vms = {name_of(s) for s in ops.get("replace", []) if type_of(s) == VM}
-    assert len(replaced_vms) == 3, changed(deployed.preview())
+    return changed(deployed.preview())
+
+
+def test_an_ssh_key_change_recreates_every_vm(deployed: Workspace) -> None:
+    """README, Updates: the SSH key lives in cloud-init (each VM's user-data snippet); changing it
+    re-creates the snippets and the VMs."""
+    plan = _ssh_key_changed(deployed)
+    replaced = set(plan.get("replace", []))
+    vms = {f"haproxy-lab-{host}-machine-vm" for host in ("haproxy-sam", "web1-sam", "web2-sam")}
+    assert vms <= replaced, plan
+    assert (
+        len([name for name in replaced if "snippet" in name or "user-data" in name or "cloud-config" in name]) == 3
+    ), plan
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="main keeps a re-created VM's remote commands (same inputs, no per-VM value in their triggers)",
+)
+def test_a_recreated_vm_is_provisioned_again(deployed: Workspace) -> None:
+    """A new VM from the new key is empty: its remote commands must run again (replace), not be kept."""
+    plan = _ssh_key_changed(deployed)
+    for host in ("haproxy-sam", "web1-sam", "web2-sam"):
+        assert f"haproxy-lab-{host}-cloud-init" in plan.get("replace", []), plan
