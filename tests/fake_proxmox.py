@@ -16,10 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-# (method, path) -> the JSON `data` Proxmox would answer. Preview asks for nothing else (see README).
-ANSWERS: dict[tuple[str, str], Any] = {
-    ("GET", "/api2/json/version"): {"version": "8.4.1", "release": "8.4", "repoid": "fake"},
-}
+# (method, path) -> the JSON `data` Proxmox would answer. Empty: `pulumi preview` (no refresh) makes no
+# call (the provider connects lazily); tests/test_engine.py asserts it. Add here the calls that change.
+ANSWERS: dict[tuple[str, str], Any] = {}
 
 
 @dataclass

@@ -153,6 +153,7 @@ def test_preview_plans_exactly_the_expected_creates(workspace: Workspace, fake: 
     assert creates[SNIPPET] == count + 1
     assert creates[IMAGE] == 1
     assert creates[RULES] == creates[OPTIONS] == count + 1
+    assert fake.requests == [], "preview called the Proxmox API: list the calls in README and tests/fake_proxmox.py"
 
 
 # ------------------------------------------------------------------------------------------- refusals
@@ -185,8 +186,11 @@ def test_the_provider_plugin_validates_what_the_program_passes_through(workspace
 # -------------------------------------------------------------------------------------------- secrets
 
 
+NEW_STATS_PASSWORD = "another-Stats-Pa55word"
+
+
 def assert_no_plain_secret(where: str, text: str) -> None:
-    for key, value in SECRETS.items():
+    for key, value in {**SECRETS, "a new statsPassword": NEW_STATS_PASSWORD}.items():
         for fragment in {value, value.strip(), *value.strip().splitlines()[1:2]}:
             assert fragment not in text, f"{key} in plain text in {where}"
 
@@ -233,8 +237,19 @@ def event_ops(workspace: Workspace) -> list[tuple[str, str]]:
     return ops
 
 
-def test_an_unchanged_stack_plans_nothing(deployed: Workspace) -> None:
+def test_an_unchanged_stack_plans_nothing(deployed: Workspace, fake: FakeProxmox) -> None:
     assert changed(deployed.preview()) == {}
+    assert fake.requests == [], "preview called the Proxmox API: list the calls in README and tests/fake_proxmox.py"
+
+
+def test_no_secret_in_plain_text_in_a_deployed_stacks_backend(deployed: Workspace) -> None:
+    """The imported state holds every secret (provider token, private key, rendered haproxy.cfg...):
+    the backend keeps them encrypted, and a preview of changes shows none."""
+    deployed.set_config("haproxy-lab:statsPassword", NEW_STATS_PASSWORD, secret=True)
+    assert_no_plain_secret("pulumi preview --json", deployed.preview().output)
+    for path in deployed.state.rglob("*"):
+        if path.is_file():
+            assert_no_plain_secret(str(path), path.read_text(errors="replace"))
 
 
 def test_a_web_message_change_reruns_that_servers_deploy_only(deployed: Workspace) -> None:
@@ -248,7 +263,7 @@ def test_a_web_message_change_reruns_that_servers_deploy_only(deployed: Workspac
 
 def test_a_stats_password_change_reruns_the_lb_config_command_only(deployed: Workspace) -> None:
     """The password is in haproxy.cfg: only the command that validates and applies it runs again."""
-    deployed.set_config("haproxy-lab:statsPassword", "another-Stats-Pa55word", secret=True)
+    deployed.set_config("haproxy-lab:statsPassword", NEW_STATS_PASSWORD, secret=True)
     assert changed(deployed.preview()) == {"replace": ["haproxy-lab-haproxy-sam-apply-haproxy-cfg"]}
 
 
