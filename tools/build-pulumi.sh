@@ -29,7 +29,7 @@ log() { printf 'build-pulumi: %s\n' "$*"; }
 
 # stamp NAME VERSION MODULE_DIR: what a built binary was built from (its version, its module's files).
 stamp() {
-    printf '%s %s %s\n' "$1" "$2" "$(find "$3" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) |
+    printf '%s %s %s\n' "$1" "$2" "$(cd "$3" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) |
         LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)"
 }
 
