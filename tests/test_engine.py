@@ -4,7 +4,7 @@ provider plugins that tools/build-pulumi.sh builds (README, "The real engine").
 Every stack points proxmoxve:endpoint at a fake Proxmox API on loopback (tests/fake_proxmox.py); the
 state lives in a temp file backend, secrets are encrypted with a passphrase. Plans of changes start
 from a state imported with `pulumi stack import` (built from the engine's own plan, see
-`imported_workspace`), so nothing is ever created anywhere.
+tests/engine_state.py), so nothing is ever created anywhere, and no remote command ever runs.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
 IMAGE = "proxmoxve:download/file:File"
 RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
 OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
-COMMAND = "command:remote:Command"
-COPY = "command:remote:CopyToRemote"
 
 
 def dev_plan() -> dict[str, Any]:
