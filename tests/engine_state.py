@@ -29,8 +29,6 @@ SECRET_MARK = "1b47061264138c4ac30d75fd1eb44270"
 HIDDEN = "[secret]"  # how `preview --json` shows a secret
 PROVIDER_ID = "00000000-0000-0000-0000-000000000000"
 VM = "proxmoxve:index/vmLegacy:VmLegacy"
-IMAGE = "proxmoxve:download/file:File"
-SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
 
 # Values Proxmox computes, for attributes the provider plans as unknown until a real create.
 COMPUTED_GUESSES: dict[str, Any] = {
@@ -95,14 +93,26 @@ def _fill(value: Any, mocked: Any, path: list[Any]) -> Any:
     return value
 
 
-def _resource_id(urn: str, kind: str, inputs: dict[str, Any]) -> str:
+def _with_mocked(value: Any, mocked: Any) -> Any:
+    """`value` completed with what the mocks computed where it has nothing (a VM's MAC address...)."""
+    mocked = _unwrapped(mocked)
+    if isinstance(value, dict) and SECRET_SIG in value:
+        return value  # already a state secret: keep it whole (and secret)
+    if isinstance(value, dict) and isinstance(mocked, dict):
+        merged = dict(value)
+        for key, theirs in mocked.items():
+            merged[key] = _plain(theirs) if merged.get(key) is None else _with_mocked(merged[key], theirs)
+        return {k: v for k, v in merged.items() if v is not None}
+    if isinstance(value, list) and isinstance(mocked, list) and len(value) == len(mocked):
+        return [_with_mocked(mine, theirs) for mine, theirs in zip(value, mocked, strict=True)]
+    return value
+
+
+def _resource_id(kind: str, inputs: dict[str, Any], mocked_id: str) -> str:
+    """The mocks' id (what the program saw as `.id`), except where the provider needs Proxmox's form."""
     if kind == VM:
         return str(inputs["vmId"])  # bpg compares vm_id with the resource id (ForceNew on a change)
-    if kind == IMAGE:
-        return f"{inputs['datastoreId']}:import/{inputs['fileName']}"
-    if kind == SNIPPET:
-        return f"{inputs['datastoreId']}:snippets/{inputs['sourceRaw']['fileName']}"
-    return f"{urn.rsplit('::', 1)[1]}-id"
+    return mocked_id
 
 
 def _default_providers(workspace: Workspace, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -140,7 +150,9 @@ def import_planned_state(workspace: Workspace, plan: dict[str, Any], rounds: int
     """Import the state of this stack as deployed (see the module's docstring); return its resources."""
     config, secret_keys = stack_config(plan)
     # By name (unique in this program): the mocks' URNs name only the direct parent's type.
-    mocked = {r.name: r.inputs for r in run_program(config, secret_keys).resources}
+    registered = {r.name: r for r in run_program(config, secret_keys).resources}
+    mocked = {name: r.inputs for name, r in registered.items()}
+    mocked_outputs = {name: r.outputs for name, r in registered.items()}
     by_urn: dict[str, dict[str, Any]] = {}
     for step in workspace.preview().json()["steps"]:
         state = copy.deepcopy(step["newState"])
@@ -148,8 +160,10 @@ def import_planned_state(workspace: Workspace, plan: dict[str, Any], rounds: int
             state.pop(noise, None)
         state["inputs"] = _fill(state.get("inputs", {}), mocked.get(state["urn"].rsplit("::", 1)[1], {}), [])
         if state.get("custom"):
-            state["id"] = _resource_id(state["urn"], state["type"], _plain(state["inputs"]))
-            state["outputs"] = {**state["inputs"], "id": state["id"]}
+            name = state["urn"].rsplit("::", 1)[1]
+            state["id"] = _resource_id(state["type"], _plain(state["inputs"]), registered[name].id)
+            outputs = _with_mocked(state["inputs"], mocked_outputs.get(name, {}))
+            state["outputs"] = {**outputs, "id": state["id"]}
         else:
             state["outputs"] = {}
         if state.get("provider"):
@@ -166,17 +180,19 @@ def import_planned_state(workspace: Workspace, plan: dict[str, Any], rounds: int
         for urn, outputs in planned.items():
             state = by_urn.get(urn)
             if state is not None and state.get("custom"):
-                filled = _fill(_state_secrets(outputs), mocked.get(urn.rsplit("::", 1)[1], {}), [])
+                # Values the provider computes (a VM's MAC address...) as the mocks gave them to the program.
+                filled = _fill(_state_secrets(outputs), mocked_outputs.get(urn.rsplit("::", 1)[1], {}), [])
                 state["outputs"] = {**filled, "id": state["id"]}
         import_state(workspace, resources)
     return resources
 
 
 def _state_secrets(value: Any) -> Any:
-    """Event-log secrets ({sig, value}) in the state's form ({sig, plaintext})."""
+    """Event-log secrets in the state's form: {sig, value} -> {sig, plaintext}; a hidden one -> HIDDEN,
+    for `_fill` to take from the mocks run."""
     if isinstance(value, dict):
-        if value.get(SECRET_SIG) == SECRET_MARK and "value" in value:
-            return _state_secret(_plain(value["value"]))
+        if value.get(SECRET_SIG) == SECRET_MARK:
+            return _state_secret(_plain(value["value"])) if "value" in value else HIDDEN
         return {k: _state_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_state_secrets(v) for v in value]

@@ -175,10 +175,10 @@ def test_the_provider_plugin_validates_what_the_program_passes_through(workspace
     workspace.init_stack(endpoint)
     result = workspace.pulumi("preview", "--stack", STACK, check=False)
     assert result.returncode != 0
-    assert re.search(
-        r'expected "endpoint" to have a url with schema of: "http,https", got ftp://127\.0\.0\.1', result.output
-    )
-    assert "Traceback" not in result.output
+    refusal = r'expected "endpoint" to have a url with schema of: "http,https", got ftp://127\.0\.0\.1'
+    assert re.search(refusal, result.output), result.output[-3000:]
+    # No "no traceback" check here: the engine stops while the SDK still has registrations in flight, and
+    # the SDK's runner may print their RPC errors (it is Pulumi's own runner script, same with its host).
 
 
 # -------------------------------------------------------------------------------------------- secrets
@@ -250,13 +250,14 @@ def test_no_secret_in_plain_text_in_a_deployed_stacks_backend(deployed: Workspac
             assert_no_plain_secret(str(path), path.read_text(errors="replace"))
 
 
-def test_a_web_message_change_reruns_that_servers_deploy_only(deployed: Workspace) -> None:
-    """The message is in the deploy command's triggers (a content hash): that command runs again, on
-    that server only; no VM, no other server, not the load balancer."""
+def test_a_web_message_change_redeploys_that_server_only(deployed: Workspace) -> None:
+    """The message is in the deploy step's triggers (a content hash): that server is drained, redeployed
+    and made ready again (README, Updates: one server at a time); no VM, no other server, not the LB."""
     web = servers(2)
     web[1]["message"] = "Serveur 2 (v2)"
     deployed.set_config("haproxy-lab:webServers", web)
-    assert changed(deployed.preview()) == {"replace": ["haproxy-lab-web2-sam-deploy-webapp"]}
+    steps = ("deploy-webapp", "drain", "ready")
+    assert changed(deployed.preview()) == {"replace": [f"haproxy-lab-web2-sam-{step}" for step in steps]}
 
 
 def test_a_stats_password_change_reruns_the_lb_config_command_only(deployed: Workspace) -> None:
@@ -265,20 +266,17 @@ def test_a_stats_password_change_reruns_the_lb_config_command_only(deployed: Wor
     assert changed(deployed.preview()) == {"replace": ["haproxy-lab-haproxy-sam-apply-haproxy-cfg"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="main replaces VmLegacy create-before-delete (no delete_before_replace yet): remove this mark with that fix",
-)
 def test_a_vm_id_change_replaces_that_vm_delete_before_replace(deployed: Workspace) -> None:
-    """A new vmId replaces that VM only (bpg's ForceNew on vm_id); the old VM must go first: it holds
-    the static address (and, for a same-id move, the id), so create-before-delete would clash."""
+    """A new vmId replaces that VM only (bpg's ForceNew on vm_id), its firewall with it, and provisions
+    the new instance again; the old VM goes first: it holds the static address, so create-before-delete
+    would clash. Nothing of the other servers or the load balancer changes."""
     web = servers(2)
     web[0]["vmId"] = 231
     deployed.set_config("haproxy-lab:webServers", web)
-    ops = steps_by_op(deployed.preview())
-    assert sorted(name_of(s) for s in ops.get("replace", [])) == ["haproxy-lab-web1-sam-machine-vm"], changed(
-        deployed.preview()
-    )
+    plan = changed(deployed.preview())
+    assert "haproxy-lab-web1-sam-machine-vm" in plan.get("replace", []), plan
+    touched = [name for names in plan.values() for name in names]
+    assert all(name.startswith("haproxy-lab-web1-sam-") for name in touched), plan
     order = [op for op, name in event_ops(deployed) if name == "haproxy-lab-web1-sam-machine-vm"]
     assert order.index("delete-replaced") < order.index("create-replacement"), f"create-before-delete: {order}"
 
@@ -302,10 +300,6 @@ def test_an_ssh_key_change_recreates_every_vm(deployed: Workspace) -> None:
     ), plan
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="main keeps a re-created VM's remote commands (same inputs, no per-VM value in their triggers)",
-)
 def test_a_recreated_vm_is_provisioned_again(deployed: Workspace) -> None:
     """A new VM from the new key is empty: its remote commands must run again (replace), not be kept."""
     plan = _ssh_key_changed(deployed)
