@@ -45,5 +45,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 log "installing Python dependencies into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
-.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt --group dev
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt --group dev -c constraints.txt
+
+log "Pulumi engine (CLI, language host, provider plugins) for tests/test_engine.py"
+$SUDO sh tools/build-pulumi.sh
 log "setup done"

@@ -1,0 +1,150 @@
+"""Run the real Pulumi engine (CLI, language host, provider plugins) on a copy of the project.
+
+Each Workspace is a temp dir with: a copy of the project (its .venv a link to the repo's), the stack's
+state in a local file backend, PULUMI_HOME, and secrets encrypted with a passphrase. The engine is the
+one tools/build-pulumi.sh caches (or a pulumi CLI on PATH at the pinned version); its plugins are found
+as ambient plugins on PATH. Nothing is ever pointed at a non-loopback address: tests set
+proxmoxve:endpoint to the fake Proxmox API (tests/fake_proxmox.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.pulumi_harness import TEST_API_TOKEN, TEST_PRIVATE_KEY, TEST_STATS_PASSWORD
+
+REPO = Path(__file__).resolve().parent.parent
+VERSIONS_FILE = REPO / "tools" / "pulumi-engine" / "versions.env"
+PASSPHRASE = "engine-tests-passphrase"
+STACK = "dev"
+# The secrets every stack of these tests sets, and the plain-text values that must never leak.
+SECRETS = {
+    "haproxy-lab:statsPassword": TEST_STATS_PASSWORD,
+    "haproxy-lab:sshPrivateKey": TEST_PRIVATE_KEY,
+    "proxmoxve:apiToken": TEST_API_TOKEN,
+}
+PLUGINS = ("pulumi-language-python", "pulumi-resource-proxmoxve", "pulumi-resource-command")
+
+
+def versions() -> dict[str, str]:
+    """tools/pulumi-engine/versions.env as a dict (NAME=value lines)."""
+    pins = {}
+    for line in VERSIONS_FILE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            pins[name] = value
+    return pins
+
+
+def engine_bin() -> Path:
+    """The directory holding pulumi and the plugins; skip only where there is neither a CLI nor Go."""
+    pins = versions()
+    cache = Path(os.environ.get("HAPROXY_LAB_CACHE", "/var/cache/haproxy-lab"))
+    built = Path(os.environ.get("PULUMI_ENGINE_DIR", cache / f"pulumi-{pins['PULUMI_VERSION']}")) / "bin"
+    if all((built / name).is_file() for name in ("pulumi", *PLUGINS)):
+        return built
+    if (built / PLUGINS[0]).is_file() and shutil.which("pulumi"):
+        # A pulumi CLI on PATH at the pinned version, with our plugins (build-pulumi.sh skipped the CLI).
+        return built
+    if shutil.which("go") or Path("/usr/local/go/bin/go").is_file():
+        pytest.fail(f"the Pulumi engine is not built in {built}: run tools/build-pulumi.sh (tools/setup.sh does)")
+    pytest.skip("neither a pulumi CLI nor Go to build one: the real-engine tests need tools/build-pulumi.sh")
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+class Workspace:
+    """A project copy, a file backend and a PULUMI_HOME in `root`, and the engine on PATH."""
+
+    def __init__(self, root: Path, bin_dir: Path) -> None:
+        self.root = root
+        self.project = root / "project"
+        self.state = root / "state"
+        self.state.mkdir(parents=True)
+        shutil.copytree(
+            REPO,
+            self.project,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", "__pycache__", ".*_cache", "tests", "rehearsal", "build", "Pulumi.*.yaml"
+            ),
+        )
+        (self.project / ".venv").symlink_to((REPO / ".venv").resolve())
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "PROXMOX_VE_"))}
+        self.env = {
+            **inherited,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PULUMI_HOME": str(root / "home"),
+            "PULUMI_BACKEND_URL": f"file://{self.state}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            "NO_COLOR": "1",
+            "PULUMI_DEBUG_COMMANDS": "true",  # enables `--event-log` (tests/engine_state.py reads planned outputs)
+        }
+
+    @property
+    def stack_file(self) -> Path:
+        return self.project / f"Pulumi.{STACK}.yaml"
+
+    def pulumi(self, *args: str, stdin: str | None = None, check: bool = True, timeout: int = 240) -> Result:
+        proc = subprocess.run(
+            ["pulumi", *args, "--non-interactive"],
+            cwd=self.project,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            pytest.fail(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{result.output[-6000:]}")
+        return result
+
+    def init_stack(self, endpoint: str, config: dict[str, Any] | None = None) -> None:
+        """The dev stack's plan (Pulumi.dev.yaml), `config` on top, the endpoint on loopback, secrets set."""
+        assert endpoint.startswith(("https://127.0.0.1:", "ftp://127.0.0.1:")), endpoint
+        self.pulumi("stack", "init", STACK)  # writes the passphrase's salt into the stack file
+        salt = yaml.safe_load(self.stack_file.read_text())
+        plan = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
+        plan.update(config or {})
+        plan["proxmoxve:endpoint"] = endpoint
+        self.stack_file.write_text(yaml.safe_dump({**salt, "config": plan}, sort_keys=False))
+        self.pulumi(
+            "config", "set-all", *(arg for key, value in SECRETS.items() for arg in ("--secret", f"{key}={value}"))
+        )
+
+    def set_config(self, key: str, value: Any, *, secret: bool = False) -> None:
+        if secret:
+            self.pulumi("config", "set", "--secret", key, stdin=str(value))
+            return
+        doc = yaml.safe_load(self.stack_file.read_text())
+        doc["config"][key] = value
+        self.stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def preview(self, *extra: str, check: bool = True) -> Result:
+        return self.pulumi("preview", "--json", "--stack", STACK, *extra, check=check)
