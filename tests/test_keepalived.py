@@ -27,7 +27,7 @@ import pytest
 from plan.model import LabConfig
 from plan.parse import parse_lab_config
 from plan.stack_file import load_stack_file, raw_project_config, stack_file
-from rehearsal.ha.pair import ha_plan
+from rehearsal.ha.addresses import ha_plan
 from rehearsal.local_lab import free_port
 from render.haproxy_cfg import render_lab_haproxy_cfg
 from render.keepalived import (

@@ -16,24 +16,23 @@ import dataclasses
 import http.client
 import ipaddress
 import os
-import re
 import secrets
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from plan.app_contract import SERVER_PORT, AppEnvironment
-from plan.model import Host, LabConfig, WebServer
+from plan.model import Host, LabConfig
+from rehearsal.ha.addresses import CLIENT_NUMBER, FIRST_WEB_NUMBER, LB_NUMBERS, VIP_NUMBER, ha_plan
 from rehearsal.ha.arp import who_has
 from rehearsal.ha.netns import INTERFACE, TestNetwork, run_in_namespace
+from rehearsal.ha.watch import StateWatch, VipWatch
 from rehearsal.local_lab import basic_auth_header, parse_stats_csv, quiet
-from rehearsal.plan import PlannedServer, planned_servers, web_server
+from rehearsal.plan import PlannedServer, web_server
 from render.haproxy_cfg import lab_settings, render_haproxy_cfg
 from render.keepalived import CHECK_SCRIPT_FILE, KeepalivedSettings, pair_settings, render_keepalived_conf
 from render.shipping import script_text
@@ -41,10 +40,6 @@ from render.shipping import script_text
 Progress = Callable[[str], None]
 T = TypeVar("T")
 
-VIP_NUMBER = 10
-LB_NUMBERS = (11, 12)
-FIRST_WEB_NUMBER = 21
-CLIENT_NUMBER = 100
 CLIENT = "client"
 LB_KEYS = ("lb1", "lb2")
 _DRILL_TABLE = "haproxy_lab_drill"
@@ -53,164 +48,6 @@ _CUT_VRRP = f"""table inet {_DRILL_TABLE} {{
     chain in {{ type filter hook input priority 0; ip protocol vrrp drop; }}
 }}
 """
-_STATE = re.compile(r"\(haproxy_lab\) entering (\w+) state", re.IGNORECASE)
-
-
-def ha_plan(lab: LabConfig, subnet: ipaddress.IPv4Network, web_servers: int | None = None) -> LabConfig:
-    """The stack's HA plan with the test network's addresses: VIP .10, load balancers .11 and .12, web
-    servers .21..., clients and admins = the test subnet. Names, messages, ports and balance are the plan's."""
-    if lab.standby is None or lab.virtual_ip is None:
-        raise ValueError(
-            "this stack has no loadBalancer.standby and virtualIp: rehearse the pair with --stack ha "
-            "(Pulumi.ha.yaml) or a stack of your own that has them"
-        )
-    base = subnet.network_address
-    servers = tuple(
-        WebServer(name=server.name, ip=base + FIRST_WEB_NUMBER + index, message=server.message)
-        for index, server in enumerate(planned_servers(lab, web_servers))
-    )
-    return dataclasses.replace(
-        lab,
-        network=dataclasses.replace(lab.network, cidr=subnet, gateway=base + 1),
-        ssh=dataclasses.replace(lab.ssh, admin_cidr=subnet),
-        haproxy=dataclasses.replace(lab.haproxy, client_cidr=subnet),
-        load_balancer=Host(name=lab.load_balancer.name, ip=base + LB_NUMBERS[0]),
-        standby=Host(name=lab.standby.name, ip=base + LB_NUMBERS[1]),
-        virtual_ip=base + VIP_NUMBER,
-        web_servers=servers,
-    )
-
-
-@dataclass
-class VipEvent:
-    """The virtual IP appeared on (held=True) or left (held=False) a load balancer, at time.monotonic() `at`."""
-
-    at: float
-    lb: str
-    held: bool
-
-
-class VipWatch:
-    """One thread per load balancer, inside its namespace, noticing within ~5 ms when it gains or loses the VIP
-    (binding a socket to an address only works where the address is configured)."""
-
-    def __init__(self, net: TestNetwork, lbs: tuple[str, ...], vip: ipaddress.IPv4Address) -> None:
-        self.events: list[VipEvent] = []
-        self._held: dict[str, bool] = dict.fromkeys(lbs, False)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._watch, args=(net, lb, vip), name=f"vip-watch-{lb}", daemon=True) for lb in lbs
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _watch(self, net: TestNetwork, lb: str, vip: ipaddress.IPv4Address) -> None:
-        def loop() -> None:
-            import socket
-
-            while not self._stop.is_set():
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                    try:
-                        sock.bind((str(vip), 0))
-                        held = True
-                    except OSError:
-                        held = False
-                with self._lock:
-                    if held != self._held[lb]:
-                        self._held[lb] = held
-                        self.events.append(VipEvent(time.monotonic(), lb, held))
-                self._stop.wait(0.005)
-
-        with contextlib.suppress(OSError):  # the namespace went away: close() is running
-            run_in_namespace(net.hosts[lb].namespace, loop)
-
-    def holders(self) -> list[str]:
-        """The load balancers holding the VIP right now."""
-        with self._lock:
-            return [lb for lb, held in self._held.items() if held]
-
-    def first(self, lb: str, held: bool, after: float) -> float | None:
-        """When `lb` first gained (held=True) or lost the VIP at or after `after`; None if it did not."""
-        with self._lock:
-            return next((e.at for e in self.events if e.lb == lb and e.held == held and e.at >= after), None)
-
-    def moves_between(self, start: float, end: float) -> list[VipEvent]:
-        """Every change of holder between two moments."""
-        with self._lock:
-            return [e for e in self.events if start <= e.at <= end]
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=2)
-
-
-@dataclass
-class StateEvent:
-    """keepalived on `lb` entered `state` (MASTER, BACKUP, FAULT...), seen at time.monotonic() `at`."""
-
-    at: float
-    lb: str
-    state: str
-
-
-class StateWatch:
-    """Follows each load balancer's keepalived log (every 20 ms) and timestamps its state changes."""
-
-    def __init__(self, logs: dict[str, Path]) -> None:
-        self.events: list[StateEvent] = []
-        self._logs = logs
-        self._offsets: dict[str, int] = dict.fromkeys(logs, 0)
-        self._partial: dict[str, str] = dict.fromkeys(logs, "")
-        self._lock = threading.Lock()
-        self._poll_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="keepalived-states", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll()
-            self._stop.wait(0.02)
-
-    def poll(self) -> None:
-        with self._poll_lock:
-            self._poll()
-
-    def _poll(self) -> None:
-        for lb, log in self._logs.items():
-            try:
-                with log.open("rb") as handle:
-                    handle.seek(self._offsets[lb])
-                    chunk = handle.read()
-            except OSError:
-                continue
-            if not chunk:
-                continue
-            now = time.monotonic()
-            with self._lock:
-                self._offsets[lb] += len(chunk)
-                text = self._partial[lb] + chunk.decode("utf-8", errors="replace")
-                *lines, self._partial[lb] = text.split("\n")
-                for line in lines:
-                    match = _STATE.search(line)
-                    if match:
-                        self.events.append(StateEvent(now, lb, match.group(1).upper()))
-
-    def state(self, lb: str) -> str:
-        """The last state seen ('?' before the first)."""
-        with self._lock:
-            return next((e.state for e in reversed(self.events) if e.lb == lb), "?")
-
-    def first(self, lb: str, state: str, after: float) -> float | None:
-        """When `lb` first entered `state` at or after `after`."""
-        with self._lock:
-            return next((e.at for e in self.events if e.lb == lb and e.state == state and e.at >= after), None)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
 
 
 class HaPair:
