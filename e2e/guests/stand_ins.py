@@ -1,0 +1,53 @@
+"""Files each guest gets on its disk before its first boot, where the lab's network differs from a VM's.
+
+Each is a stand-in listed in docs/e2e.md ("Guests: what differs from an Ubuntu VM, and why"). They depend on
+the run (the gateway the proxy listens on), so the machines write them, not the golden image; none touches
+what the program sends (its user-data, scripts and compose file stay as they are).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from rehearsal.ha.netns import TEST_NETWORKS
+
+
+def proxy_url(gateway: ipaddress.IPv4Interface, port: int) -> str:
+    return f"http://{gateway.ip}:{port}"
+
+
+def docker_networks(gateway: ipaddress.IPv4Interface) -> tuple[str, str]:
+    """Docker's own bridge (bip) and address pool inside a guest, kept in 198.18.0.0/15 but in the /16 the
+    guests' subnet is not in (they are NATed inside the guest and never seen on the bridge)."""
+    halves = list(TEST_NETWORKS.subnets(new_prefix=16))
+    other = halves[1] if gateway.network.subnet_of(halves[0]) else halves[0]
+    top = list(other.subnets(new_prefix=20))[-1]
+    bip = ipaddress.IPv4Interface((int(top.broadcast_address) - 254, 24))
+    pool = next(top.subnets(new_prefix=21))
+    return str(bip), str(pool)
+
+
+def guest_files(gateway: ipaddress.IPv4Interface, proxy_port: int) -> dict[str, str]:
+    """Path inside the guest -> content."""
+    url = proxy_url(gateway, proxy_port)
+    bip, pool = docker_networks(gateway)
+    return {
+        # apt reaches Debian's mirror only through the allow-list proxy (a VM would go direct).
+        "etc/apt/apt.conf.d/80haproxy-lab-proxy": (
+            "// haproxy-lab guest: the private bridge has no route out; apt goes through the allow-list proxy.\n"
+            f'Acquire::http::Proxy "{url}";\nAcquire::https::Proxy "{url}";\n'
+        ),
+        # docker compose passes these to the build as HTTP(S)_PROXY: pip in the web app's Dockerfile reaches
+        # PyPI through the proxy. The Dockerfile and compose file are the program's, unchanged.
+        "root/.docker/config.json": json.dumps(
+            {"proxies": {"default": {"httpProxy": url, "httpsProxy": url, "noProxy": "localhost,127.0.0.0/8"}}},
+            indent=2,
+        )
+        + "\n",
+        # Docker's default 172.17.0.0/16 is outside the test range the house rules allow.
+        "etc/docker/daemon.json": json.dumps(
+            {"bip": bip, "default-address-pools": [{"base": pool, "size": 24}]}, indent=2
+        )
+        + "\n",
+    }

@@ -1,0 +1,105 @@
+"""Helpers for driving NspawnMachines directly (no Pulumi, no fake Proxmox): the dev plan moved onto a
+198.18 subnet, the VmSpec PVE would hand the machines for one of its VMs, and SSH to a guest as the program's
+remote commands reach it (the plan's user, a key of the test's own)."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e.machines import VmSpec
+from plan.model import Host, LabConfig
+from plan.parse import parse_lab_config
+from render.cloud_init import render_user_data
+from tests.plans import dev_raw
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private: Path
+    public: str
+
+
+def keypair(directory: Path) -> KeyPair:
+    """A fresh ed25519 key for the test (the plan's `ssh.publicKey`)."""
+    private = directory / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private)], check=True)
+    return KeyPair(private, (directory / "id_ed25519.pub").read_text().strip())
+
+
+def test_lab(subnet: ipaddress.IPv4Network, public_key: str) -> LabConfig:
+    """The dev stack's plan with every address in `subnet` (a /24 in 198.18.0.0/15): gateway .1 (also its DNS
+    server), load balancer .30, web servers .31 and .32."""
+    base = subnet.network_address
+    raw = dev_raw()
+    raw["network"].update({"cidr": str(subnet), "gateway": str(base + 1), "dns": [str(base + 1)]})
+    raw["ssh"].update({"publicKey": public_key, "adminCidr": str(subnet)})
+    raw["haproxy"]["clientCidr"] = str(subnet)
+    raw["loadBalancer"]["ip"] = str(base + 30)
+    for index, server in enumerate(raw["webServers"], start=1):
+        server["ip"] = str(base + 30 + index)
+    return parse_lab_config(raw)
+
+
+def gateway(lab: LabConfig) -> ipaddress.IPv4Interface:
+    return ipaddress.IPv4Interface(f"{lab.network.gateway}/{lab.network.cidr.prefixlen}")
+
+
+def random_mac() -> str:
+    """A MAC in Proxmox's own prefix (BC:24:11), as PVE mints for a new NIC."""
+    return "BC:24:11:" + ":".join(f"{secrets.randbelow(256):02X}" for _ in range(3))
+
+
+def vm_spec(lab: LabConfig, host: Host, mac: str, user_data: str | None = None) -> VmSpec:
+    """The VmSpec for `host` as PVE stores the config bpg's provider writes (net0 with the minted MAC,
+    ipconfig0, nameserver, searchdomain, cicustom) and the user-data snippet the program renders."""
+    vmid = host.vm_id or 100
+    config = {
+        "name": host.name,
+        "net0": f"virtio={mac},bridge={lab.network.bridge},firewall=1",
+        "ipconfig0": f"ip={host.ip}/{lab.network.cidr.prefixlen},gw={lab.network.gateway}",
+        "nameserver": " ".join(str(server) for server in lab.network.dns),
+        "searchdomain": lab.network.domain,
+        "cicustom": f"user=local:snippets/{host.name.lower()}-user-data.yaml",
+        "ide2": f"local-lvm:vm-{vmid}-cloudinit,media=cdrom",
+    }
+    text = render_user_data(lab, host) if user_data is None else user_data
+    return VmSpec(vmid=vmid, name=host.name, node=lab.proxmox.node, config=config, user_data=text)
+
+
+def ssh(
+    key: KeyPair, user: str, address: ipaddress.IPv4Address, command: str, timeout_s: float = 300, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run `command` on the guest over SSH as `user` with the test's key (host keys not kept: fresh guests)."""
+    return subprocess.run(
+        [
+            "ssh",
+            *("-i", str(key.private), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"),
+            *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"),
+            *("-o", "ConnectTimeout=5"),
+            f"{user}@{address}",
+            command,
+        ],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout_s,
+    )
+
+
+def wait_for_ssh(key: KeyPair, user: str, address: ipaddress.IPv4Address, timeout_s: float = 180) -> float:
+    """Seconds until `true` succeeds over SSH as `user`; raises with the last error after `timeout_s`."""
+    started = time.monotonic()
+    last = ""
+    while time.monotonic() - started < timeout_s:
+        result = ssh(key, user, address, "true", timeout_s=15)
+        if result.returncode == 0:
+            return time.monotonic() - started
+        last = result.stderr.strip()
+        time.sleep(0.5)
+    raise TimeoutError(f"no SSH as {user}@{address} after {timeout_s:.0f} s: {last}")
