@@ -4,13 +4,19 @@ remote commands reach it (the plan's user, a key of the test's own)."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import secrets
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from e2e.guests import NspawnMachines, cgroups
+from e2e.guests.guest import Guest
+from e2e.guests.seed import nic_mac, property_string
 from e2e.machines import VmSpec
 from plan.model import Host, LabConfig
 from plan.parse import parse_lab_config
@@ -103,3 +109,84 @@ def wait_for_ssh(key: KeyPair, user: str, address: ipaddress.IPv4Address, timeou
         last = result.stderr.strip()
         time.sleep(0.5)
     raise TimeoutError(f"no SSH as {user}@{address} after {timeout_s:.0f} s: {last}")
+
+
+def nic_mac_of(spec: VmSpec) -> str:
+    return nic_mac(spec.config["net0"])
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 120) -> None:
+    """Poll `condition` every 0.2 s until it holds; TimeoutError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met after {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+def _links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def _mount_points() -> list[str]:
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def leftovers_of(made: list[tuple[str, str]], bridge: str) -> list[str]:
+    """What still exists of a run, checked independently of the code under test: every journaled cgroup
+    directory, mount, link, nft table and directory, the bridge, and any process naming a journaled path."""
+    left: list[str] = []
+    links, points = _links(), _mount_points()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    for kind, value in made:
+        if kind in ("cgroup", "dir") and Path(value).exists():
+            left.append(f"{kind} {value}")
+        elif kind == "mount" and any(p == value or p.startswith(value + "/") for p in points):
+            left.append(f"mount {value}")
+        elif kind == "link" and value in links:
+            left.append(f"link {value}")
+        elif kind == "nft" and f"table {value}\n" in tables + "\n":
+            left.append(f"nft {value}")
+        if kind == "dir":
+            left += [f"process {pid} ({value})" for pid in _processes_mentioning(value)]
+    if bridge in links:
+        left.append(f"bridge {bridge}")
+    return left
+
+
+def host_leftovers(guest: Guest) -> list[str]:
+    """What is left on the host of one guest (its directory, overlay mount, cgroups, veth)."""
+    made = [("dir", str(guest.directory)), ("mount", str(guest.root))]
+    made += [("cgroup", str(path)) for path in cgroups.paths(guest.cgroup)]
+    made += [("link", guest.host_end), ("link", guest.guest_end)]
+    return leftovers_of(made, bridge="")
+
+
+def _hold(net0: str, ipconfig0: str) -> None:
+    """Boot one small guest, say where its run directory is, and wait to be killed (tests' kill -9 path)."""
+    ip = property_string(ipconfig0)
+    gateway_address = ipaddress.IPv4Interface(ip["ip"]).network
+    config = {"net0": net0, "ipconfig0": ipconfig0, "cicustom": "user=local:snippets/small.yaml"}
+    spec = VmSpec(202, "hold", "pve", config, "#cloud-config\n{}\n")
+    with NspawnMachines(f"{ip['gw']}/{gateway_address.prefixlen}") as machines:
+        guest = machines.start_sync(spec)
+        wait_until(lambda: guest.pid1() is not None and guest.run(["true"]).returncode == 0)
+        print("booted", machines.run_dir, machines.bridge, flush=True)
+        while True:
+            time.sleep(60)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["hold"]:
+        _hold(sys.argv[2], sys.argv[3])

@@ -12,7 +12,8 @@ log() { printf '==> %s\n' "$*"; }
 if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 
 APT_PACKAGES="haproxy python3 python3-venv python3-pip curl ca-certificates build-essential libssl-dev libpcre2-dev \
-cloud-init wrk debian-archive-keyring util-linux mount iproute2 psmisc dash keepalived nftables"
+cloud-init wrk debian-archive-keyring util-linux mount iproute2 psmisc dash keepalived nftables \
+debootstrap systemd-container tinyproxy openssh-client"
 
 missing=
 for pkg in $APT_PACKAGES; do
@@ -33,6 +34,8 @@ fi
 # cloud-init's package enables its boot services; on a workstation or CI runner they must stay off.
 if [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --quiet cloud-init-local cloud-init cloud-config cloud-final 2>/dev/null || true
+    # tinyproxy is for the guests' allow-list proxy, started by the e2e on its own bridge: not as a service.
+    $SUDO systemctl disable --now --quiet tinyproxy 2>/dev/null || true
 fi
 
 log "HAProxy 3.0 (for haproxy -c on both sides of the VMs' 2.8)"
@@ -46,6 +49,9 @@ fi
 log "installing Python dependencies into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=25.1"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt --group dev -c constraints.txt
+
+log "golden guest image (Debian trixie rootfs) for the end-to-end run and tests/test_guests.py"
+$SUDO sh tools/build-guest-image.sh >/dev/null
 
 log "Pulumi engine (CLI, language host, provider plugins) for tests/test_engine.py"
 $SUDO sh tools/build-pulumi.sh

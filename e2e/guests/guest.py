@@ -22,7 +22,7 @@ from typing import Any
 
 from e2e.guests import agent, cgroups
 from e2e.guests.network import PrivateNetwork
-from e2e.guests.record import Journal, kill_cgroup, remove_cgroup, unmount
+from e2e.guests.record import Journal, cgroup_pids, kill_cgroup, remove_cgroup, unmount
 from e2e.guests.seed import SEED_DIR, Seed, nic_mac, seed_for
 from e2e.machines import VmSpec
 
@@ -65,8 +65,8 @@ class Guest:
         self.boots = 0
         self.booted_at = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._host_end = ""
-        self._guest_end = ""
+        self.host_end = ""
+        self.guest_end = ""
         self._stopping = False
         self._halted = threading.Event()
         self._halted.set()
@@ -102,7 +102,7 @@ class Guest:
             _write(self.root, f"{SEED_DIR}/{name}", text, 0o600)
         for relative, text in self.files.items():
             _write(self.root, relative, text)
-        self._host_end, self._guest_end = self.network.plug(self.mac)
+        self.host_end, self.guest_end = self.network.plug(self.mac)
         procs = cgroups.make(self.journal, self.cgroup)
         moves = " && ".join(f"echo $$ >{shlex.quote(str(p))}" for p in procs)
         argv = [
@@ -115,7 +115,7 @@ class Guest:
             "--resolv-conf=off",
             "--link-journal=no",
             "--console=read-only",
-            f"--network-interface={self._guest_end}",
+            f"--network-interface={self.guest_end}",
             f"--bind={self.directory / 'docker'}:/var/lib/docker",
             "--system-call-filter=@keyring bpf",
         ]
@@ -160,7 +160,7 @@ class Guest:
         for path in cgroups.paths(self.cgroup):
             with contextlib.suppress(RuntimeError, OSError):
                 remove_cgroup(path)
-        PrivateNetwork.unplug(self._host_end, self._guest_end)
+        PrivateNetwork.unplug(self.host_end, self.guest_end)
         unmount(str(self.root))
 
     def shutdown(self, timeout_s: float) -> bool:
@@ -227,6 +227,16 @@ class Guest:
             check=False,
             timeout=timeout_s,
         )
+
+    def memory_pss_bytes(self) -> int:
+        """Proportional set size of every process of the guest (nspawn included): its share of memory."""
+        total = 0
+        for pid in cgroup_pids(cgroups.paths(self.cgroup)[0]):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+        return total
 
     def disk_bytes(self) -> int:
         """What the guest wrote on its disk (overlay upper dir + its Docker directory)."""

@@ -157,7 +157,7 @@ class NspawnMachines:
                 vmid=vm.vmid,
                 machine=f"vm{vm.vmid}",
                 cgroup=f"{self.cgroup_root}/vm{vm.vmid}-{self._created}",
-                files=guest_files(self.gateway, self.proxy_port),
+                files=guest_files(self.gateway, self.proxy_port, self.rootfs),
             )
             self.guests[vm.vmid] = guest
         return guest

@@ -7,8 +7,8 @@ leaves a line whose undo finds nothing to do. Every process we start lives in a 
 them all is one `cgroup.kill` on our cgroup2 directory: no pid that may have been reused is ever signalled.
 
 Kinds: `cgroup` (a directory under /sys/fs/cgroup/*/, removed depth-first after its processes are killed),
-`mount` (unmounted), `netns` (ip netns del), `link` (ip link del), `nft` (a table: family and name), `dir` (removed, unless a mount
-is still inside it).
+`mount` (unmounted), `link` (ip link del), `nft` (a table: family and name), `dir` (removed, unless a
+mount is still inside it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 JOURNAL = "made.jsonl"
-KINDS = ("cgroup", "mount", "netns", "link", "nft", "dir")
+KINDS = ("cgroup", "mount", "link", "nft", "dir")
 
 
 class Journal:
@@ -127,10 +127,6 @@ def nft_table_exists(family: str, name: str) -> bool:
     return _run("nft", "list", "table", family, name).returncode == 0
 
 
-def netns_exists(name: str) -> bool:
-    return Path("/run/netns", name).exists()
-
-
 def link_exists(name: str) -> bool:
     return _run("ip", "link", "show", "dev", name).returncode == 0
 
@@ -143,8 +139,6 @@ def leftovers(run_dir: Path) -> list[str]:
             left.append(f"cgroup {value} ({len(cgroup_pids(Path(value)))} processes)")
         elif kind == "mount" and mounts_under(Path(value)):
             left.append(f"mount {value}")
-        elif kind == "netns" and netns_exists(value):
-            left.append(f"netns {value}")
         elif kind == "link" and link_exists(value):
             left.append(f"link {value}")
         elif kind == "nft" and nft_table_exists(*value.split(" ", 1)):
@@ -165,9 +159,6 @@ def cleanup(run_dir: Path) -> list[str]:
             kill_cgroup(Path(value))
     for value in by_kind["mount"]:
         unmount(value)
-    for value in by_kind["netns"]:
-        if netns_exists(value):
-            _run("ip", "netns", "del", value)
     for value in by_kind["link"]:
         if link_exists(value):
             _run("ip", "link", "del", "dev", value)

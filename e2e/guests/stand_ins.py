@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from pathlib import Path
 
 from rehearsal.ha.netns import TEST_NETWORKS
+
+HOST_EXTRA_CAS = Path("/usr/local/share/ca-certificates")
+BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 
 
 def proxy_url(gateway: ipaddress.IPv4Interface, port: int) -> str:
@@ -28,11 +32,24 @@ def docker_networks(gateway: ipaddress.IPv4Interface) -> tuple[str, str]:
     return str(bip), str(pool)
 
 
-def guest_files(gateway: ipaddress.IPv4Interface, proxy_port: int) -> dict[str, str]:
+def host_cas(rootfs: Path, extra: Path = HOST_EXTRA_CAS) -> dict[str, str]:
+    """The CAs this machine trusts beyond Debian's (its egress re-signs TLS with one of them), for the guest:
+    each as a local CA (kept by a later update-ca-certificates) and appended to the image's bundle (so
+    curl, apt and, through the base image, pip trust it from the first boot)."""
+    cas = {path.name: path.read_text() for path in sorted(extra.glob("*.crt"))} if extra.is_dir() else {}
+    if not cas:
+        return {}
+    files = {f"usr/local/share/ca-certificates/{name}": text for name, text in cas.items()}
+    bundle = (rootfs / BUNDLE).read_text()
+    files[BUNDLE] = bundle + "".join(text if text.endswith("\n") else text + "\n" for text in cas.values())
+    return files
+
+
+def guest_files(gateway: ipaddress.IPv4Interface, proxy_port: int, rootfs: Path) -> dict[str, str]:
     """Path inside the guest -> content."""
     url = proxy_url(gateway, proxy_port)
     bip, pool = docker_networks(gateway)
-    return {
+    return host_cas(rootfs) | {
         # apt reaches Debian's mirror only through the allow-list proxy (a VM would go direct).
         "etc/apt/apt.conf.d/80haproxy-lab-proxy": (
             "// haproxy-lab guest: the private bridge has no route out; apt goes through the allow-list proxy.\n"
