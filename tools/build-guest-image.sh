@@ -23,7 +23,7 @@ BASE_SUITE=bookworm
 RECIPE_FILES="tools/build-guest-image.sh e2e/guests/image"
 
 GUEST_PACKAGES="systemd,systemd-sysv,dbus,openssh-server,cloud-init,python3,python3-cffi-backend,iproute2,\
-sudo,ca-certificates,gpg,psmisc,curl,locales,netbase,docker.io,docker-compose"
+sudo,ca-certificates,gpg,psmisc,curl,locales,netbase,docker.io,docker-cli,docker-buildx,docker-compose"
 BASE_PACKAGES="python3,python3-pip,python-is-python3,ca-certificates"
 
 log() { printf 'build-guest-image: %s\n' "$*" >&2; }
