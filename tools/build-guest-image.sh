@@ -56,6 +56,14 @@ command -v debootstrap >/dev/null 2>&1 || {
 }
 
 mkdir -p "$CACHE"
+# One build at a time (a test and the e2e may ask together): the second waits, then finds it built.
+exec 9>"$CACHE/.guest-image.lock"
+flock 9
+if [ -f "$DEST/ready" ]; then
+    log "built meanwhile: $DEST"
+    echo "$DEST"
+    exit 0
+fi
 work=$(mktemp -d "$CACHE/.guest-image-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM
