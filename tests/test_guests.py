@@ -52,7 +52,15 @@ class Lab:
     key: h.KeyPair
     hosts: list[Host]
     specs: dict[int, VmSpec]
-    made: list[tuple[str, str]] = field(default_factory=list)
+    booted: set[str] = field(default_factory=set)
+
+    def ready(self, host: Host) -> None:
+        """As the program's first step: SSH answers and cloud-init is done (once per boot of the host)."""
+        if host.name not in self.booted:
+            h.wait_for_ssh(self.key, self.lab.ssh.user, host.ip)
+            result = self.run_script(host, "wait-for-cloud-init.sh")
+            assert result.returncode == 0, result.stdout + result.stderr
+            self.booted.add(host.name)
 
     def guest(self, host: Host) -> Guest:
         return self.machines.guests[self.specs_for(host).vmid]
@@ -126,6 +134,8 @@ def test_cloud_init_finishes_with_the_programs_user_data(lab: Lab) -> None:
 
 
 def test_eth0_carries_the_vms_mac_and_static_address(lab: Lab) -> None:
+    for each in lab.hosts:
+        lab.ready(each)
     for host in lab.hosts:
         spec = lab.specs_for(host)
         eth0 = interface(lab, host)
@@ -137,6 +147,8 @@ def test_eth0_carries_the_vms_mac_and_static_address(lab: Lab) -> None:
 
 
 def test_the_agent_answers_with_the_guests_real_interfaces(lab: Lab) -> None:
+    for each in lab.hosts:
+        lab.ready(each)
     for host in lab.hosts:
         spec = lab.specs_for(host)
         answer = lab.machines.interfaces(spec.vmid)
@@ -152,6 +164,8 @@ def test_the_agent_answers_with_the_guests_real_interfaces(lab: Lab) -> None:
 
 
 def test_guests_reach_each_other(lab: Lab) -> None:
+    for each in lab.hosts:
+        lab.ready(each)
     first, second = lab.hosts
     result = lab.ssh(first, f"timeout 5 bash -c '</dev/tcp/{second.ip}/22' && echo open")
     assert result.stdout.strip() == "open", result.stderr
@@ -187,6 +201,8 @@ VRRP_SEND = textwrap.dedent(
 
 def test_vrrp_multicast_passes_between_guests(lab: Lab) -> None:
     """keepalived's adverts (IP protocol 112 to 224.0.0.18) cross the bridge, as between two VMs."""
+    for each in lab.hosts:
+        lab.ready(each)
     first, second = lab.hosts
     listen = subprocess.Popen(
         ["nsenter", "-t", str(lab.guest(second).pid1()), "-a", "python3", "-c", VRRP_RECEIVE, str(second.ip)],
@@ -203,12 +219,16 @@ def test_vrrp_multicast_passes_between_guests(lab: Lab) -> None:
 
 
 def test_apt_works_through_the_proxy(lab: Lab) -> None:
+    for each in lab.hosts:
+        lab.ready(each)
     result = lab.ssh(lab.hosts[0], "sudo -n apt-get -q update", timeout_s=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Err:" not in result.stdout
 
 
 def test_the_proxy_refuses_a_host_not_on_its_list(lab: Lab) -> None:
+    for each in lab.hosts:
+        lab.ready(each)
     proxy = f"http://{lab.lab.network.gateway}:{lab.machines.proxy_port}"
     allowed = lab.ssh(
         lab.hosts[0], f"curl -sS -o /dev/null -w '%{{http_code}}' -x {proxy} https://pypi.org/simple/flask/"
@@ -225,6 +245,8 @@ def test_the_proxy_refuses_a_host_not_on_its_list(lab: Lab) -> None:
 def test_there_is_no_route_out(lab: Lab) -> None:
     """A connection to an address off the bridge is refused at once (the host's table rejects it), not left
     to time out; the host's ip_forward is untouched."""
+    for each in lab.hosts:
+        lab.ready(each)
     forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
     result = lab.ssh(lab.hosts[0], f"curl -sS --connect-timeout 20 -o /dev/null http://{OUTSIDE}:80/; echo rc=$?")
     assert "rc=7" in result.stdout, result.stdout + result.stderr  # 7: could not connect (28 would be a timeout)
@@ -241,6 +263,8 @@ def test_there_is_no_route_out(lab: Lab) -> None:
 
 @pytest.mark.timeout(1200)
 def test_docker_compose_builds_and_serves_the_web_app(lab: Lab) -> None:
+    for each in lab.hosts:
+        lab.ready(each)
     host = lab.hosts[0]
     server = next(server for server in lab.lab.web_servers if server.name == host.name)
     started = time.monotonic()
@@ -290,6 +314,8 @@ def instance_state(lab: Lab, host: Host) -> tuple[str, str, str]:
 
 
 def test_reboot_in_place_keeps_the_disk_and_the_instance(lab: Lab) -> None:
+    for each in lab.hosts:
+        lab.ready(each)
     host = lab.hosts[1]
     spec = lab.specs_for(host)
     before = instance_state(lab, host)
@@ -302,6 +328,7 @@ def test_reboot_in_place_keeps_the_disk_and_the_instance(lab: Lab) -> None:
     boots = lab.guest(host).boots
 
     asyncio.run(lab.machines.reboot(spec))
+    lab.booted.discard(host.name)
     h.wait_for_ssh(lab.key, lab.lab.ssh.user, host.ip)
 
     assert lab.guest(host).boots == boots + 1

@@ -56,9 +56,11 @@ def guest_files(gateway: ipaddress.IPv4Interface, proxy_port: int, rootfs: Path)
             f'Acquire::http::Proxy "{url}";\nAcquire::https::Proxy "{url}";\n'
         ),
         # docker compose passes these to the build as HTTP(S)_PROXY: pip in the web app's Dockerfile reaches
-        # PyPI through the proxy. The Dockerfile and compose file are the program's, unchanged.
+        # PyPI through the proxy. The Dockerfile and compose file are the program's, unchanged. Docker also puts
+        # them in the app container's environment: loopback is exempt by name (urllib ignores CIDRs in
+        # no_proxy), so the container's health check still reaches the app directly.
         "root/.docker/config.json": json.dumps(
-            {"proxies": {"default": {"httpProxy": url, "httpsProxy": url, "noProxy": "localhost,127.0.0.0/8"}}},
+            {"proxies": {"default": {"httpProxy": url, "httpsProxy": url, "noProxy": "localhost,127.0.0.1,::1"}}},
             indent=2,
         )
         + "\n",
