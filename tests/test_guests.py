@@ -364,6 +364,7 @@ def test_shutdown_then_start_keeps_the_disk(lab: Lab) -> None:
         lab.ready(each)
     host = lab.hosts[1]
     spec = lab.specs_for(host)
+    assert lab.ssh(host, "echo kept | sudo -n tee /var/lib/marker").returncode == 0
     assert asyncio.run(lab.machines.shutdown(spec.vmid, 60))
     assert not lab.guest(host).running
     assert lab.machines.interfaces(spec.vmid) is None
@@ -378,12 +379,31 @@ def test_stop_cuts_the_power_and_start_boots_the_same_disk(lab: Lab) -> None:
         lab.ready(each)
     host = lab.hosts[1]
     spec = lab.specs_for(host)
+    assert lab.ssh(host, "echo kept | sudo -n tee /var/lib/marker").returncode == 0
     asyncio.run(lab.machines.stop(spec.vmid))
     assert not lab.guest(host).running
     asyncio.run(lab.machines.start(spec))
     lab.booted.discard(host.name)
     h.wait_for_ssh(lab.key, lab.lab.ssh.user, host.ip)
     assert lab.ssh(host, "cat /var/lib/marker").stdout == "kept\n"
+
+
+def test_a_reboot_asked_inside_the_guest_boots_it_again_in_place(lab: Lab) -> None:
+    """`reboot` on the VM (unattended-upgrades may do it): the same disk and instance come back, as on a VM."""
+    host = lab.hosts[1]
+    for each in lab.hosts:
+        lab.ready(each)
+    guest = lab.guest(host)
+    assert lab.ssh(host, "echo kept | sudo -n tee /var/lib/marker").returncode == 0
+    before, boots = instance_state(lab, host), guest.boots
+    lab.ssh(host, "sudo -n systemctl reboot", timeout_s=60)
+    lab.booted.discard(host.name)
+    h.wait_until(lambda: guest.boots == boots + 1)
+    h.wait_for_ssh(lab.key, lab.lab.ssh.user, host.ip)
+    assert guest.running
+    assert lab.ssh(host, "cat /var/lib/marker").stdout == "kept\n"
+    assert lab.run_script(host, "wait-for-cloud-init.sh").returncode == 0
+    assert instance_state(lab, host) == before
 
 
 def test_destroy_removes_the_guest_and_a_new_vm_boots_fresh(lab: Lab) -> None:
