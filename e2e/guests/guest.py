@@ -22,11 +22,16 @@ from typing import Any
 
 from e2e.guests import agent, cgroups
 from e2e.guests.network import PrivateNetwork
-from e2e.guests.record import Journal, cgroup_pids, kill_cgroup, remove_cgroup, unmount
+from e2e.guests.record import Journal, cgroup_pids, kill_cgroup, remove_cgroup, remove_path, unmount
 from e2e.guests.seed import SEED_DIR, Seed, nic_mac, seed_for
 from e2e.machines import VmSpec
 
+NSPAWN_RUN = Path("/run/systemd/nspawn")
 REBOOT_EXIT = 133  # systemd-nspawn's exit status when the container asked to reboot
+# What the guest's systemd-shutdown prints last when it reboots (it prints "Powering off." or "Halting." otherwise).
+# nspawn 252 cannot report the reboot itself here: moving the NIC back fails once cloud-init renamed it eth0 (the
+# host has an eth0), so it exits 1 whatever the guest asked.
+REBOOT_LINE = b"\nRebooting."
 
 
 def _write(root: Path, relative: str, text: str, mode: int = 0o644) -> None:
@@ -64,6 +69,8 @@ class Guest:
         self.mac = ""
         self.boots = 0
         self.booted_at = 0.0
+        self._console_start = 0
+        self._nspawn_files: list[Path] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self.host_end = ""
         self.guest_end = ""
@@ -96,6 +103,15 @@ class Guest:
         self.journal.add("mount", str(self.root))
         options = f"lowerdir={self.rootfs},upperdir={self.directory / 'upper'},workdir={self.directory / 'work'}"
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.root)], check=True, timeout=30)
+        # What nspawn leaves in /run for this boot (its lock on the root directory; the propagation directory
+        # of the machine, left when it is killed): journaled so that they go too.
+        root = self.root.stat()
+        self._nspawn_files = [
+            NSPAWN_RUN / "locks" / f"inode-{root.st_dev}:{root.st_ino}",
+            NSPAWN_RUN / "propagate" / self.machine,
+        ]
+        for path in self._nspawn_files:
+            self.journal.add("dir", str(path))
         if self.seed is None:
             raise RuntimeError(f"guest {self.machine} has no seed to boot with")
         for name, text in self.seed.files().items():
@@ -121,6 +137,7 @@ class Guest:
         ]
         env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}
         with (self.directory / "console.log").open("ab") as console:
+            self._console_start = console.tell()
             self._proc = subprocess.Popen(
                 # nspawn refuses to move an interface udev has not seen when it finds /sys writable (its test for
                 # "udev runs"); this host runs no udev: nspawn runs in a mount namespace of its own where /sys
@@ -151,10 +168,16 @@ class Guest:
         code = proc.wait()
         with self._lock:
             self._after_halt()
-            if code == REBOOT_EXIT and not self._stopping:
+            if (code == REBOOT_EXIT or self._guest_rebooted()) and not self._stopping:
                 self._boot()
                 return
             self._halted.set()
+
+    def _guest_rebooted(self) -> bool:
+        """Whether this boot ended with the guest's own reboot (its last console words)."""
+        with (self.directory / "console.log").open("rb") as console:
+            console.seek(self._console_start)
+            return REBOOT_LINE in console.read()
 
     def _after_halt(self) -> None:
         for path in cgroups.paths(self.cgroup):
@@ -162,6 +185,8 @@ class Guest:
                 remove_cgroup(path)
         PrivateNetwork.unplug(self.host_end, self.guest_end)
         unmount(str(self.root))
+        for path in self._nspawn_files:
+            remove_path(path)
 
     def shutdown(self, timeout_s: float) -> bool:
         """A clean poweroff (SIGTERM to nspawn: the guest's systemd halts); True once halted."""

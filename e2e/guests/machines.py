@@ -155,7 +155,7 @@ class NspawnMachines:
                 rootfs=self.rootfs,
                 directory=self.run_dir / "guests" / f"vm{vm.vmid}-{self._created}",
                 vmid=vm.vmid,
-                machine=f"vm{vm.vmid}",
+                machine=f"hlg{self.tag}-vm{vm.vmid}",
                 cgroup=f"{self.cgroup_root}/vm{vm.vmid}-{self._created}",
                 files=guest_files(self.gateway, self.proxy_port, self.rootfs),
             )

@@ -7,8 +7,8 @@ leaves a line whose undo finds nothing to do. Every process we start lives in a 
 them all is one `cgroup.kill` on our cgroup2 directory: no pid that may have been reused is ever signalled.
 
 Kinds: `cgroup` (a directory under /sys/fs/cgroup/*/, removed depth-first after its processes are killed),
-`mount` (unmounted), `link` (ip link del), `nft` (a table: family and name), `dir` (removed, unless a
-mount is still inside it).
+`mount` (unmounted), `link` (ip link del), `nft` (a table: family and name), `dir` (a directory or a file,
+removed, unless a mount is still inside it).
 """
 
 from __future__ import annotations
@@ -123,6 +123,14 @@ def unmount(point: str) -> None:
             _run("umount", "-l", point)
 
 
+def remove_path(path: Path) -> None:
+    """Remove a directory tree or a file, if it is there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def nft_table_exists(family: str, name: str) -> bool:
     return _run("nft", "list", "table", family, name).returncode == 0
 
@@ -172,5 +180,5 @@ def cleanup(run_dir: Path) -> list[str]:
     for value in by_kind["dir"]:
         path = Path(value)
         if path.exists() and not mounts_under(path):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_path(path)
     return leftovers(run_dir)
