@@ -162,6 +162,8 @@ def leftovers_of(made: list[tuple[str, str]], bridge: str) -> list[str]:
             left += [f"process {pid} ({value})" for pid in _processes_mentioning(value)]
     if bridge in links:
         left.append(f"bridge {bridge}")
+    if bridge:  # machines are named after the run's tag, as the default bridge is
+        left += [f"nspawn {path}" for path in Path("/run/systemd/nspawn/propagate").glob(f"{bridge}-*")]
     return left
 
 
