@@ -12,7 +12,6 @@ import asyncio
 import ipaddress
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -122,15 +121,13 @@ class NspawnMachines:
         for guest in running:
             if not guest.shutdown(max(0.0, started + HALT_TIMEOUT_S - time.monotonic())):
                 guest.stop()
-        left = cleanup(self.run_dir)
+        left = cleanup(self.run_dir, keep_run_dir=self.keep_run_dir)
         if self._proxy is not None:
             self._proxy.wait(timeout=10)
         self.figures["teardown_s"] = time.monotonic() - started
         self._journal = None
         if left:
             raise RuntimeError(f"left behind after cleanup of {self.run_dir}: {left}")
-        if not self.keep_run_dir:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def made(self) -> list[str]:
         """What is still there of what this run made (tests assert it is empty after close)."""

@@ -156,9 +156,10 @@ def leftovers(run_dir: Path) -> list[str]:
     return left
 
 
-def cleanup(run_dir: Path) -> list[str]:
+def cleanup(run_dir: Path, keep_run_dir: bool = False) -> list[str]:
     """Undo everything the journal in `run_dir` lists, whatever state it was left in; returns what could not
-    be removed (empty when all went). Safe to call again, and from any process."""
+    be removed (empty when all went), and then removes `run_dir` itself unless `keep_run_dir` (its console
+    logs and the proxy's log are there). Safe to call again, and from any process."""
     made = entries(run_dir)
     by_kind: dict[str, list[str]] = {kind: [value for k, value in reversed(made) if k == kind] for kind in KINDS}
     # Processes first: nothing may hold a mount, a link or a cgroup while it goes.
@@ -181,4 +182,7 @@ def cleanup(run_dir: Path) -> list[str]:
         path = Path(value)
         if path.exists() and not mounts_under(path):
             remove_path(path)
-    return leftovers(run_dir)
+    left = leftovers(run_dir)
+    if not left and not keep_run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return left
