@@ -32,6 +32,9 @@ var Version = "0.0.0-dev"
 // executeEnv turns execution on when it is "1"; unset, empty or "0" means plan-only.
 const executeEnv = "HAPROXY_LAB_COMMAND_EXECUTE"
 
+// remoteCommand is the only resource the stand-in runs (the program declares no other).
+const remoteCommand = "command:remote:Command"
+
 var errNeverRuns = errors.New("haproxy-lab's command stand-in plans only; it never runs a command " +
 	"(" + executeEnv + "=1 lets it run commands on test machines, for the end-to-end run only)")
 
@@ -164,8 +167,8 @@ func (p *standIn) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*pu
 	if req.GetPreview() {
 		return &pulumirpc.CreateResponse{Id: id, Properties: withOutputs(props, unknown(), unknown())}, nil
 	}
-	if !p.execute {
-		return nil, errNeverRuns
+	if err := p.canRun(req.GetUrn()); err != nil {
+		return nil, err
 	}
 	in, err := decodeInputs(props)
 	if err != nil {
@@ -192,8 +195,8 @@ func (p *standIn) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pu
 		}
 		return &pulumirpc.UpdateResponse{Properties: previousOutputs(news, olds)}, nil
 	}
-	if !p.execute {
-		return nil, errNeverRuns
+	if err := p.canRun(req.GetUrn()); err != nil {
+		return nil, err
 	}
 	in, err := decodeInputs(news)
 	if err != nil {
@@ -221,8 +224,8 @@ func (p *standIn) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pu
 // Delete (upstream's Command.Delete): runs only `delete`, with the state's connection, environment,
 // stdin and outputs; without `delete` nothing runs and nothing is dialed.
 func (p *standIn) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
-	if !p.execute {
-		return nil, errNeverRuns
+	if err := p.canRun(req.GetUrn()); err != nil {
+		return nil, err
 	}
 	state, err := decodeInputs(req.GetProperties())
 	if err != nil {
@@ -240,6 +243,17 @@ func (p *standIn) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*em
 // Read: the state as it is (upstream has no custom Read), so a refresh sees no drift.
 func (p *standIn) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
 	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
+}
+
+// canRun: outside a preview, only in execute mode and only for remote.Command.
+func (p *standIn) canRun(urn string) error {
+	if !p.execute {
+		return errNeverRuns
+	}
+	if kind := string(resource.URN(urn).Type()); kind != remoteCommand {
+		return fmt.Errorf("haproxy-lab's command stand-in runs only %s, not %s", remoteCommand, kind)
+	}
+	return nil
 }
 
 // run runs one command for a resource, under the step's custom timeout (seconds, 0 = none), cancelled
