@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,17 @@ def engine_bin() -> Path:
     if shutil.which("go") or Path("/usr/local/go/bin/go").is_file():
         pytest.fail(f"the Pulumi engine is not built in {built}: run tools/build-pulumi.sh (tools/setup.sh does)")
     pytest.skip("neither a pulumi CLI nor Go to build one: the real-engine tests need tools/build-pulumi.sh")
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process of a session (/proc/<pid>/stat: the session id follows ") state ppid pgrp")."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
 
 
 @dataclass
@@ -131,17 +143,25 @@ class Workspace:
         return self.project / f"Pulumi.{STACK}.yaml"
 
     def pulumi(self, *args: str, stdin: str | None = None, check: bool = True, timeout: int = 240) -> Result:
-        proc = subprocess.run(
+        # A session of its own: past the timeout, the CLI goes with its plugins and the program (killing
+        # the CLI alone would leave them running, e.g. a plugin still dialing; each has its own group).
+        with subprocess.Popen(
             [*self.prefix, "pulumi", *args, "--non-interactive"],
             cwd=self.project,
             env=self.env,
-            input=stdin,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
-        )
-        result = Result(proc.returncode, proc.stdout, proc.stderr)
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_session(proc.pid)
+                stdout, stderr = proc.communicate()
+                pytest.fail(f"pulumi {' '.join(args)} did not end in {timeout} s:\n{(stdout + stderr)[-6000:]}")
+        result = Result(proc.returncode, stdout, stderr)
         if check and proc.returncode != 0:
             pytest.fail(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{result.output[-6000:]}")
         return result

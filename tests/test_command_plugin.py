@@ -280,7 +280,7 @@ def test_dial_error_limit_counts_dials_to_a_server_that_refuses_the_login(
 def test_the_deadline_ends_dial_retries(project: CommandProject) -> None:
     with closed_port() as port:
         project.commands({"c": {"create": "true", "timeout": "3s", "connection": {"port": port, "dialErrorLimit": -1}}})
-        result = project.up(check=False)
+        result = project.up(check=False, timeout=60)
     assert result.returncode != 0
     assert "context deadline exceeded" in result.output
     assert dials(project, "c")[0] == "Dial 1/inf failed: retrying"
