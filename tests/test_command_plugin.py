@@ -337,7 +337,11 @@ def test_hosts_outside_the_test_networks_are_refused_before_any_packet(
     assert project.state().keys().isdisjoint(hosts)
 
 
-def test_plan_only_unless_the_run_enables_execution(tmp_path: Path, bin_dir: Path, server: Sshd, remote: Path) -> None:
+def test_plan_only_unless_the_run_enables_execution(
+    tmp_path: Path, bin_dir: Path, server: Sshd, remote: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even when the test's own environment says 1: a Workspace passes it on only when asked to."""
+    monkeypatch.setenv(EXECUTE_ENV, "1")
     ran = remote / "ran"
     project = CommandProject(tmp_path / "project", bin_dir, server.private_key, server.port, execute=False)
     project.commands({"p": {"create": append(ran, "create")}})
