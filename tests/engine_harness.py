@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,14 @@ SECRETS = {
     "haproxy-lab:sshPrivateKey": TEST_PRIVATE_KEY,
     "proxmoxve:apiToken": TEST_API_TOKEN,
 }
-PLUGINS = ("pulumi-language-python", "pulumi-resource-proxmoxve", "pulumi-resource-command")
+PLUGINS = (
+    "pulumi-language-python",
+    "pulumi-resource-proxmoxve",
+    "pulumi-resource-command",
+    "pulumi-resource-pulumi-python",
+)
+# Set to 1, the command plugin (our stand-in) runs remote commands on test addresses (docs/engine.md).
+EXECUTE_ENV = "HAPROXY_LAB_COMMAND_EXECUTE"
 
 
 def versions() -> dict[str, str]:
@@ -61,6 +69,17 @@ def engine_bin() -> Path:
     pytest.skip("neither a pulumi CLI nor Go to build one: the real-engine tests need tools/build-pulumi.sh")
 
 
+def kill_session(session: int) -> None:
+    """SIGKILL every process of a session (/proc/<pid>/stat: the session id follows ") state ppid pgrp")."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+
+
 @dataclass
 class Result:
     returncode: int
@@ -76,24 +95,38 @@ class Result:
 
 
 class Workspace:
-    """A project copy, a file backend and a PULUMI_HOME in `root`, and the engine on PATH."""
+    """A project copy (the repository's, or `source`), a file backend and a PULUMI_HOME in `root`, and
+    the engine on PATH. The command plugin plans only, unless `execute_commands` (see docs/engine.md);
+    `prefix` runs the CLI under a wrapper (e.g. in a network namespace)."""
 
-    def __init__(self, root: Path, bin_dir: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        bin_dir: Path,
+        source: Path = REPO,
+        *,
+        execute_commands: bool = False,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.root = root
         self.project = root / "project"
         self.state = root / "state"
+        self.prefix = prefix
         self.state.mkdir(parents=True)
         shutil.copytree(
-            REPO,
+            source,
             self.project,
             ignore=shutil.ignore_patterns(
                 ".git", ".venv", "__pycache__", ".*_cache", "tests", "rehearsal", "build", "Pulumi.*.yaml"
             ),
         )
         (self.project / ".venv").symlink_to((REPO / ".venv").resolve())
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "PROXMOX_VE_"))}
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "PROXMOX_VE_")) and k != EXECUTE_ENV
+        }
         self.env = {
             **inherited,
+            **({EXECUTE_ENV: "1"} if execute_commands else {}),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PULUMI_HOME": str(root / "home"),
             "PULUMI_BACKEND_URL": f"file://{self.state}",
@@ -110,17 +143,25 @@ class Workspace:
         return self.project / f"Pulumi.{STACK}.yaml"
 
     def pulumi(self, *args: str, stdin: str | None = None, check: bool = True, timeout: int = 240) -> Result:
-        proc = subprocess.run(
-            ["pulumi", *args, "--non-interactive"],
+        # A session of its own: past the timeout, the CLI goes with its plugins and the program (killing
+        # the CLI alone would leave them running, e.g. a plugin still dialing; each has its own group).
+        with subprocess.Popen(
+            [*self.prefix, "pulumi", *args, "--non-interactive"],
             cwd=self.project,
             env=self.env,
-            input=stdin,
-            capture_output=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
-        )
-        result = Result(proc.returncode, proc.stdout, proc.stderr)
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                kill_session(proc.pid)
+                stdout, stderr = proc.communicate()
+                pytest.fail(f"pulumi {' '.join(args)} did not end in {timeout} s:\n{(stdout + stderr)[-6000:]}")
+        result = Result(proc.returncode, stdout, stderr)
         if check and proc.returncode != 0:
             pytest.fail(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{result.output[-6000:]}")
         return result
