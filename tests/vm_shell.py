@@ -5,25 +5,67 @@ sudo is not installed here and the tests run as root, so a `sudo` first on PATH 
 the rest: what `sudo -n` does for root, but for the process it leaves in between (real sudo forks, waits
 and relays signals to the command; the VM-side bounds signal the command's own process group, so the
 outcome is the same). Everything else on the command line is the real tool (coreutils `timeout`).
+Each command line runs in a session of its own, and whatever is left of it is killed on the way out
+(a test whose bound is broken on purpose must not leave a `sleep infinity` behind).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 SUDO_AS_ROOT = '#!/bin/sh\n[ "${1:-}" = -n ] && shift\nexec "$@"\n'
 
 
-def sudo_dir(where: Path) -> Path:
-    """A directory holding the root-only `sudo` stand-in, to put first on PATH."""
+def sudo_dir(where: Path, sudo: str = SUDO_AS_ROOT) -> Path:
+    """A directory holding a `sudo` (by default the root-only stand-in), to put first on PATH."""
     directory = where / "sudo-bin"
     directory.mkdir(exist_ok=True)
-    sudo = directory / "sudo"
-    sudo.write_text(SUDO_AS_ROOT)
-    sudo.chmod(0o755)
+    path = directory / "sudo"
+    path.write_text(sudo)
+    path.chmod(0o755)
     return directory
+
+
+def line_env(where: Path, env: dict[str, str] | None = None, sudo: str = SUDO_AS_ROOT) -> dict[str, str]:
+    """This process's environment plus `env`, with the `sudo` first on PATH."""
+    base = {**os.environ, **(env or {})}
+    base["PATH"] = f"{sudo_dir(where, sudo)}:{base.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    return base
+
+
+def end_session(sid: int) -> None:
+    """SIGKILL every process of session `sid` (process groups inside it included: `timeout` makes its own)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # After the command name in parentheses: state, ppid, pgrp, session.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def started(
+    command_line: str, where: Path, *, env: dict[str, str] | None = None, sudo: str = SUDO_AS_ROOT
+) -> Iterator[subprocess.Popen[str]]:
+    """`command_line` running with dash (Ubuntu's /bin/sh) as the login shell, pipes on its stdio; `env`
+    adds to this process's. Whatever is left of it is killed on exit."""
+    with subprocess.Popen(
+        ["dash", "-c", command_line],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=line_env(where, env, sudo),
+        start_new_session=True,
+    ) as process:
+        try:
+            yield process
+        finally:
+            end_session(process.pid)
 
 
 def run_line(
@@ -32,17 +74,10 @@ def run_line(
     *,
     stdin: str = "",
     env: dict[str, str] | None = None,
+    sudo: str = SUDO_AS_ROOT,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `command_line` with dash (Ubuntu's /bin/sh) as the login shell; `env` adds to this process's."""
-    base = {**os.environ, **(env or {})}
-    base["PATH"] = f"{sudo_dir(where)}:{base.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
-    return subprocess.run(
-        ["dash", "-c", command_line],
-        input=stdin,
-        env=base,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
+    """Run `command_line` to its end (or `timeout`: TimeoutExpired) and return what it printed."""
+    with started(command_line, where, env=env, sudo=sudo) as process:
+        out, err = process.communicate(stdin, timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
