@@ -12,20 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from components.remote import Budget, RootScript
+from components.remote import RootScript
 from render.shipping import tar_gz_base64
-from tests.vm_shell import run_line, started
+from tests.vm_shell import SHORT, run_line, started, stopped_message
 
 pytestmark = pytest.mark.timeout(120)
 
-# TERM at 2 s, KILL at 3 s (the inner bound); around sudo, TERM at 3 s and KILL at 4 s.
-SHORT = Budget(seconds=4, grace_seconds=1)
 # Well past SHORT: a command line without its bound fails the test instead of hanging it.
 HANG_LIMIT_S = 30
-
-
-def stopped_message(label: str) -> str:
-    return f"haproxy-lab: {label} ran past its 4 s budget on the VM and was stopped"
 
 
 def gone(pid: int) -> bool:

@@ -18,6 +18,14 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from components.remote import Budget, RootScript
+from render.shipping import script_text
+
+# Budgets for tests only (the program's are minutes). SHORT: TERM at 2 s and KILL at 3 s inside sudo,
+# TERM at 3 s and KILL at 4 s around it. ROOMY: for a step that must end on its own.
+SHORT = Budget(seconds=4, grace_seconds=1)
+ROOMY = Budget.minutes(5)
+
 SUDO_AS_ROOT = '#!/bin/sh\n[ "${1:-}" = -n ] && shift\nexec "$@"\n'
 
 
@@ -81,3 +89,32 @@ def run_line(
     with started(command_line, where, env=env, sudo=sudo) as process:
         out, err = process.communicate(stdin, timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def stopped_message(label: str) -> str:
+    """What a step stopped by its SHORT budget says on stderr."""
+    return f"haproxy-lab: {label} ran past its {SHORT} budget on the VM and was stopped"
+
+
+def run_step(
+    where: Path,
+    name: str,
+    *args: str,
+    budget: Budget = ROOMY,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """files/scripts/<name> (includes inlined) run as its step runs it on the VM, within `budget`."""
+    line = RootScript(script_text(name), name, args).command_line(budget)
+    return run_line(line, where, stdin=stdin, env=env, timeout=timeout)
+
+
+def cut_step(
+    where: Path, name: str, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The step with something in it hanging, stopped by its SHORT budget: checks that it was, and said so."""
+    result = run_step(where, name, *args, budget=SHORT, stdin=stdin, env=env, timeout=30)
+    assert result.returncode in (124, 137), result.stdout + result.stderr
+    assert stopped_message(" ".join([name, *args])) in result.stderr.splitlines()
+    return result
