@@ -110,18 +110,28 @@ class RootScript:
         return as_root_within(budget, " ".join([self.name, *self.args]), argv)
 
 
+# Between the inner `timeout` and the step, as root: once the step has ended after a SIGTERM, SIGKILL what
+# is left of its process group. `timeout` sends its SIGKILL only while the step itself still runs, and a
+# child deaf to SIGTERM would outlive a script that obeys it and keep the SSH session's output open.
+_REAP = 'stopped=0; trap "stopped=1" TERM; "$@"; rc=$?; [ "$stopped" -eq 0 ] || kill -s KILL 0; exit "$rc"'
+
+
 def as_root_within(budget: Budget, label: str, argv: Sequence[str]) -> str:
     """A shell command line that runs `argv` as root and stops it by `budget` on the VM itself.
 
     Two coreutils `timeout`s: the inner one, as root, sends SIGTERM to the whole process group at
     budget - 2 grace and SIGKILL at budget - grace (root can kill whatever the script started, so the
-    SSH session's output closes and the step ends); the outer one, as the login user, covers `sudo`
-    itself (budget - grace, then SIGKILL at the budget). stdin flows through both to the script. A
-    stopped step exits 124 (or 137 after SIGKILL) with `label` and the budget on stderr.
+    SSH session's output closes and the step ends; _REAP covers what the script leaves behind); the
+    outer one, as the login user, covers `sudo` itself (budget - grace, then SIGKILL at the budget).
+    stdin flows through both to the script. A stopped step exits 137 (124 when SIGTERM alone ended
+    it) with `label` and the budget on stderr.
     """
     grace = budget.grace_seconds
     outer, inner = budget.seconds - grace, budget.seconds - 2 * grace
-    run = ["timeout", "-k", f"{grace}s", f"{outer}s", "sudo", "-n", "timeout", "-k", f"{grace}s", f"{inner}s", *argv]
+    run = [
+        *("timeout", "-k", f"{grace}s", f"{outer}s", "sudo", "-n"),
+        *("timeout", "-k", f"{grace}s", f"{inner}s", "sh", "-c", _REAP, "reap", *argv),
+    ]
     message = f"haproxy-lab: {label} ran past its {budget} budget on the VM and was stopped"
     # The message only when a bound fired: the exit status of `timeout` and at least the inner bound elapsed
     # (a script killed by the OOM killer also exits 137, sooner).

@@ -186,7 +186,7 @@ def test_each_step_re_runs_when_the_step_before_it_re_ran(dev_run: Run) -> None:
 # as the login user around sudo, an inner one as root around the script, both with a kill grace.
 VM_BOUND = re.compile(
     r"^haproxy_lab_start=\$\(date \+%s\); timeout -k (?P<grace>\d+)s (?P<outer>\d+)s sudo -n "
-    r"timeout -k (?P=grace)s (?P<inner>\d+)s sh -c .*"
+    r"timeout -k (?P=grace)s (?P<inner>\d+)s sh -c .* reap sh -c .*"
     r"echo 'haproxy-lab: (?P<label>[^']+) ran past its (?P<budget>\d+ min) budget on the VM and was stopped' >&2",
     re.DOTALL,
 )

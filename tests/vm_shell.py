@@ -25,6 +25,9 @@ from render.shipping import script_text
 # TERM at 3 s and KILL at 4 s around it. ROOMY: for a step that must end on its own.
 SHORT = Budget(seconds=4, grace_seconds=1)
 ROOMY = Budget.minutes(5)
+# A stopped step's exit status: 137 once something was killed (after SIGTERM the reap kills what is left of
+# the step's process group, itself included), 124 when SIGTERM alone ended it (a hung sudo, outside).
+STOPPED = (124, 137)
 
 SUDO_AS_ROOT = '#!/bin/sh\n[ "${1:-}" = -n ] && shift\nexec "$@"\n'
 
@@ -115,6 +118,6 @@ def cut_step(
 ) -> subprocess.CompletedProcess[str]:
     """The step with something in it hanging, stopped by its SHORT budget: checks that it was, and said so."""
     result = run_step(where, name, *args, budget=SHORT, stdin=stdin, env=env, timeout=30)
-    assert result.returncode in (124, 137), result.stdout + result.stderr
+    assert result.returncode in STOPPED, result.stdout + result.stderr
     assert stopped_message(" ".join([name, *args])) in result.stderr.splitlines()
     return result
