@@ -32,7 +32,14 @@ SECRETS = {
     "haproxy-lab:sshPrivateKey": TEST_PRIVATE_KEY,
     "proxmoxve:apiToken": TEST_API_TOKEN,
 }
-PLUGINS = ("pulumi-language-python", "pulumi-resource-proxmoxve", "pulumi-resource-command")
+PLUGINS = (
+    "pulumi-language-python",
+    "pulumi-resource-proxmoxve",
+    "pulumi-resource-command",
+    "pulumi-resource-pulumi-python",
+)
+# Set to 1, the command plugin (our stand-in) runs remote commands on test addresses (docs/engine.md).
+EXECUTE_ENV = "HAPROXY_LAB_COMMAND_EXECUTE"
 
 
 def versions() -> dict[str, str]:
@@ -76,24 +83,38 @@ class Result:
 
 
 class Workspace:
-    """A project copy, a file backend and a PULUMI_HOME in `root`, and the engine on PATH."""
+    """A project copy (the repository's, or `source`), a file backend and a PULUMI_HOME in `root`, and
+    the engine on PATH. The command plugin plans only, unless `execute_commands` (see docs/engine.md);
+    `prefix` runs the CLI under a wrapper (e.g. in a network namespace)."""
 
-    def __init__(self, root: Path, bin_dir: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        bin_dir: Path,
+        source: Path = REPO,
+        *,
+        execute_commands: bool = False,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.root = root
         self.project = root / "project"
         self.state = root / "state"
+        self.prefix = prefix
         self.state.mkdir(parents=True)
         shutil.copytree(
-            REPO,
+            source,
             self.project,
             ignore=shutil.ignore_patterns(
                 ".git", ".venv", "__pycache__", ".*_cache", "tests", "rehearsal", "build", "Pulumi.*.yaml"
             ),
         )
         (self.project / ".venv").symlink_to((REPO / ".venv").resolve())
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "PROXMOX_VE_"))}
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "PROXMOX_VE_")) and k != EXECUTE_ENV
+        }
         self.env = {
             **inherited,
+            **({EXECUTE_ENV: "1"} if execute_commands else {}),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PULUMI_HOME": str(root / "home"),
             "PULUMI_BACKEND_URL": f"file://{self.state}",
@@ -111,7 +132,7 @@ class Workspace:
 
     def pulumi(self, *args: str, stdin: str | None = None, check: bool = True, timeout: int = 240) -> Result:
         proc = subprocess.run(
-            ["pulumi", *args, "--non-interactive"],
+            [*self.prefix, "pulumi", *args, "--non-interactive"],
             cwd=self.project,
             env=self.env,
             input=stdin,

@@ -47,7 +47,9 @@ fi
 
 need=
 [ -n "$ambient_cli" ] || up_to_date pulumi "$PULUMI_VERSION" "$ENGINE_SRC/cli" || need="$need pulumi"
-up_to_date pulumi-language-python "$PULUMI_VERSION" "$ENGINE_SRC/standins" || need="$need pulumi-language-python"
+{ up_to_date pulumi-language-python "$PULUMI_VERSION" "$ENGINE_SRC/standins" &&
+    [ -x "$BIN/pulumi-language-python-exec" ] && [ -x "$BIN/pulumi-resource-pulumi-python" ]; } ||
+    need="$need pulumi-language-python"
 up_to_date pulumi-resource-command "$COMMAND_PY_VERSION" "$ENGINE_SRC/standins" || need="$need pulumi-resource-command"
 up_to_date pulumi-resource-proxmoxve "$PROXMOXVE_PY_VERSION" "$ENGINE_SRC/proxmoxve" ||
     need="$need pulumi-resource-proxmoxve"
@@ -104,9 +106,12 @@ for name in $need; do
         pulumi-language-python)
             build pulumi-language-python "$PULUMI_VERSION" "$ENGINE_SRC/standins" ./cmd/pulumi-language-python \
                 "-X main.Version=$PULUMI_VERSION"
-            # The program runner the Python SDK's Go module ships; the host runs it with the project's venv.
+            # The scripts the Python SDK's Go module ships: the program runner, which the host runs with the
+            # project's venv, and the dynamic provider (pulumi.dynamic), which the engine starts as a plugin
+            # with the project's runtime options (PULUMI_RUNTIME_VIRTUALENV).
             sdk=$(cd "$ENGINE_SRC/standins" && "$GO" list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
             install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
+            install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
             ;;
         pulumi-resource-command)
             build pulumi-resource-command "$COMMAND_PY_VERSION" "$ENGINE_SRC/standins" ./cmd/pulumi-resource-command \
