@@ -16,15 +16,15 @@ import pulumi
 import pulumi_command as command
 
 from components.provisioning import boot_vm, remote_step, run_script, script_triggers
-from components.remote import sudo_script
+from components.remote import Budget, RootScript
 from plan.model import LabConfig, LabSecrets, WebServer
 from render.shipping import script_text, sha256_hex, tar_gz_base64
 from render.webapp import webapp_bundle
 
-INSTALL_MINUTES = 20
-DEPLOY_MINUTES = 20
+INSTALL = Budget.minutes(20)
+DEPLOY = Budget.minutes(20)
 # drain waits (bounded, in the script) for sessions to end; ready for the server's check to pass.
-SERVER_STATE_MINUTES = 10
+SERVER_STATE = Budget.minutes(10)
 SERVER_STATE_SCRIPT = "haproxy-server-state.sh"
 
 
@@ -77,9 +77,7 @@ class WebServerVm(pulumi.ComponentResource):
             image_id=args.image_id,
             private_key=args.secrets.ssh_private_key,
         )
-        install = run_script(
-            self, name, booted, "install-docker.sh", previous=booted.cloud_init, timeout_minutes=INSTALL_MINUTES
-        )
+        install = run_script(self, name, booted, "install-docker.sh", previous=booted.cloud_init, budget=INSTALL)
         # The app trusts X-Forwarded-For from the load balancers only (a comma-separated list).
         trusted = ",".join(str(host.ip) for host in lab.load_balancers)
         bundle = tar_gz_base64(webapp_bundle(server, trusted_proxies=trusted))
@@ -98,10 +96,10 @@ class WebServerVm(pulumi.ComponentResource):
                     self,
                     f"{prefix}-drain",
                     access.ssh,
-                    sudo_script(state_text, SERVER_STATE_SCRIPT, "drain", server.name),
+                    RootScript(state_text, SERVER_STATE_SCRIPT, ("drain", server.name)),
+                    budget=SERVER_STATE,
                     triggers=drain_triggers,
                     after=[access.config_applied, *args.deploy_after, *drains],
-                    timeout_minutes=SERVER_STATE_MINUTES,
                 )
             )
         self.deployed = run_script(
@@ -111,7 +109,7 @@ class WebServerVm(pulumi.ComponentResource):
             "deploy-webapp.sh",
             previous=install,
             after=drains,
-            timeout_minutes=DEPLOY_MINUTES,
+            budget=DEPLOY,
             stdin=bundle,
             stdin_is_bundle=True,
             shipped_hash=bundle_hash,
@@ -123,10 +121,10 @@ class WebServerVm(pulumi.ComponentResource):
                     self,
                     f"{prefix}-ready",
                     access.ssh,
-                    sudo_script(state_text, SERVER_STATE_SCRIPT, "ready", server.name),
+                    RootScript(state_text, SERVER_STATE_SCRIPT, ("ready", server.name)),
+                    budget=SERVER_STATE,
                     triggers=[sha256_hex(state_text), self.deployed.id],
                     after=[self.deployed, *readies],
-                    timeout_minutes=SERVER_STATE_MINUTES,
                 )
             )
         self.rolled_out = readies[-1]

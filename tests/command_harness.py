@@ -70,7 +70,7 @@ def keygen(path: Path) -> Path:
     return path
 
 
-def _sshd_config(workdir: Path, port: int, accept_env: str) -> Path:
+def _sshd_config(workdir: Path, port: int, accept_env: str, path: str) -> Path:
     config = workdir / "sshd_config"
     lines = [
         "ListenAddress 127.0.0.1",
@@ -86,22 +86,24 @@ def _sshd_config(workdir: Path, port: int, accept_env: str) -> Path:
         "UsePAM no",
         "LogLevel VERBOSE",
         *([f"AcceptEnv {accept_env}"] if accept_env else []),
+        *([f"SetEnv PATH={path}"] if path else []),
     ]
     config.write_text("\n".join(lines) + "\n")
     return config
 
 
 @contextmanager
-def sshd(workdir: Path, client_key: Path, *, accept_env: str = "") -> Iterator[Sshd]:
+def sshd(workdir: Path, client_key: Path, *, accept_env: str = "", path: str = "") -> Iterator[Sshd]:
     """A running sshd (see the module's docstring) that lets `client_key` (made by keygen) log in as root;
-    `accept_env`: its AcceptEnv patterns (none: a stock server, which refuses every variable a client sets)."""
+    `accept_env`: its AcceptEnv patterns (none: a stock server, which refuses every variable a client sets);
+    `path`: the sessions' PATH (none: sshd's default)."""
     workdir.mkdir(parents=True)
     keygen(workdir / "host_key")
     (workdir / "authorized_keys").write_text(client_key.with_suffix(".pub").read_text())
     log = workdir / "sshd.log"
     for _ in range(5):
         port = free_port()
-        config = _sshd_config(workdir, port, accept_env)
+        config = _sshd_config(workdir, port, accept_env, path)
         with log.open("w") as stderr:
             proc = subprocess.Popen(
                 [

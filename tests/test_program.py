@@ -153,7 +153,7 @@ def test_every_remote_command_targets_its_own_vm_with_the_key_as_a_secret(dev_ru
         assert connection["host"] == vm.inputs["initialization"]["ipConfigs"][0]["ipv4"]["address"].split("/")[0]
         assert connection["user"] == "samuel"
         assert connection["privateKey"] == TEST_PRIVATE_KEY
-        assert cmd.inputs["create"].startswith("sudo -n sh -c ")
+        assert " sudo -n timeout " in cmd.inputs["create"], f"{cmd.name}: runs as root within its budget"
 
 
 def _depends_on(run: Run, resource: Registered, name: str) -> bool:

@@ -16,6 +16,9 @@
 # without that line is proven by a new worker appearing with no failed reload.
 # If the reload fails or is not confirmed, the previous file is put back and reloaded, and the
 # script exits non-zero, so the next `pulumi up` retries. Exit 0 = new config live (or already live).
+# A run cut short (its step stopped by its time budget, a reboot) is finished by the next one: it
+# removes the staged copies left in the directory, and a marker (.haproxy.cfg.reload-pending, from
+# the swap until the reload is confirmed) makes it reload even when the file is already in place.
 #
 # Environment (for tests; defaults are right for the VMs):
 #   HAPROXY_CFG     live file (default /etc/haproxy/haproxy.cfg)
@@ -37,6 +40,7 @@ TRAILER='# haproxy-lab: end of configuration'
 
 dir=$(dirname "$CFG")
 base=$(basename "$CFG")
+pending="$dir/.$base.reload-pending"
 umask 077
 tmp=
 restore=
@@ -129,6 +133,8 @@ EOF
     done
 }
 
+# Staged copies of a run cut short (one apply runs at a time on a VM); they may hold the password.
+rm -f "$dir/.$base.new."* "$dir/.$base.previous."*
 tmp=$(mktemp "$dir/.$base.new.XXXXXX")
 cat >"$tmp"
 protect "$tmp"
@@ -149,8 +155,18 @@ if [ "$check_rc" -ne 0 ]; then
 fi
 
 if [ -f "$CFG" ] && cmp -s "$tmp" "$CFG"; then
-    echo "haproxy.cfg unchanged: nothing to do"
-    exit 0
+    if [ ! -e "$pending" ]; then
+        echo "haproxy.cfg unchanged: nothing to do"
+        exit 0
+    fi
+    echo "haproxy.cfg in place, but its reload was cut short: reloading"
+    if reload_and_confirm "$CFG"; then
+        rm -f "$pending"
+        echo "haproxy reloaded with the configuration in place"
+        exit 0
+    fi
+    echo "reload failed: the configuration in place is not serving" >&2
+    exit 1
 fi
 
 had_live=0
@@ -165,11 +181,13 @@ if [ -f "$CFG" ]; then
     previous=
 fi
 
+: >"$pending"
 mv -f "$tmp" "$CFG"
 tmp=
 echo "haproxy.cfg replaced (previous kept as $CFG.previous); reloading"
 
 if reload_and_confirm "$CFG"; then
+    rm -f "$pending"
     echo "haproxy reloaded with the new configuration"
     exit 0
 fi
@@ -183,6 +201,7 @@ mv -f "$restore" "$CFG"
 restore=
 echo "previous configuration restored in $CFG; reloading it" >&2
 if reload_and_confirm "$CFG" >&2; then
+    rm -f "$pending"
     echo "haproxy reloaded with the previous configuration" >&2
 else
     echo "reload of the previous configuration failed too: check 'systemctl status haproxy'" >&2

@@ -7,11 +7,14 @@
 # Steps: install the track script (atomic mv, mode 0755, root-owned: keepalived's script security); copy the
 # config to a temp file next to the live one (same filesystem: mv is atomic); refuse it unless its last line
 # is exactly the trailer below plus its newline (truncated upload); validate with `keepalived -t`; if it is
-# byte-identical to the live file and keepalived runs, do nothing; otherwise keep the live file as
-# <conf>.previous, mv the new one into place, reload, and check that keepalived still runs. A config that
+# byte-identical to the live file, do nothing when keepalived runs (reload it in place when it does not);
+# otherwise keep the live file as <conf>.previous, mv the new one into place, reload, and check that keepalived still runs. A config that
 # fails the check never replaces the live one (and the previous track script is put back); if the reload
 # fails, the previous file is put back and reloaded, and the script exits non-zero.
 # Exit 0 = new config live (or already live).
+# A run cut short (its step stopped by its time budget, a reboot) is finished by the next one: it removes
+# the staged copies left beside the live files, and a marker (.keepalived.conf.reload-pending, from the swap
+# until the reload is confirmed) makes it reload even when the files are already in place.
 #
 # Environment (for tests; defaults are right for the VMs):
 #   KEEPALIVED_CONF     live file (default /etc/keepalived/keepalived.conf)
@@ -36,6 +39,7 @@ TRAILER='# haproxy-lab: end of configuration'
 
 dir=$(dirname "$CONF")
 base=$(basename "$CONF")
+pending="$dir/.$base.reload-pending"
 umask 022
 tmp=
 restore=
@@ -50,6 +54,8 @@ if [ ! -f "$SRC/keepalived.conf" ] || [ ! -f "$SRC/check-haproxy.sh" ]; then
     exit 2
 fi
 mkdir -p "$dir" "$(dirname "$SCRIPT")"
+# Staged copies of a run cut short (one apply runs at a time on a VM).
+rm -f "$dir/.$base.new."* "$dir/.$base.previous."* "$SCRIPT.new."* "$SCRIPT.previous."*
 
 # The track script first: the new config names it, and `keepalived -t` disables a script it cannot find.
 script_changed=0
@@ -96,9 +102,19 @@ if [ "$check_rc" -ne 0 ]; then
     exit 1
 fi
 
-if [ -f "$CONF" ] && cmp -s "$tmp" "$CONF" && [ "$script_changed" -eq 0 ] && sh -c "$RUNNING"; then
-    echo "keepalived.conf unchanged and keepalived running: nothing to do"
-    exit 0
+if [ -f "$CONF" ] && cmp -s "$tmp" "$CONF" && [ "$script_changed" -eq 0 ]; then
+    if [ ! -e "$pending" ] && sh -c "$RUNNING"; then
+        echo "keepalived.conf unchanged and keepalived running: nothing to do"
+        exit 0
+    fi
+    echo "keepalived.conf in place, but keepalived is not running or its reload was cut short: reloading"
+    if sh -c "$RELOAD" && sh -c "$RUNNING"; then
+        rm -f "$pending"
+        echo "keepalived reloaded with the configuration in place"
+        exit 0
+    fi
+    echo "reload failed or keepalived is not running: check 'systemctl status keepalived'" >&2
+    exit 1
 fi
 
 had_live=0
@@ -112,6 +128,7 @@ if [ -f "$CONF" ]; then
     previous=
 fi
 
+: >"$pending"
 mv -f "$tmp" "$CONF"
 tmp=
 echo "keepalived.conf replaced (previous kept as $CONF.previous); reloading"
@@ -119,6 +136,7 @@ echo "keepalived.conf replaced (previous kept as $CONF.previous); reloading"
 reload_rc=0
 sh -c "$RELOAD" || reload_rc=$?
 if [ "$reload_rc" -eq 0 ] && sh -c "$RUNNING"; then
+    rm -f "$pending"
     echo "keepalived reloaded with the new configuration"
     exit 0
 fi
@@ -133,6 +151,7 @@ restore=
 undo_script
 echo "previous configuration restored in $CONF; reloading it" >&2
 if sh -c "$RELOAD" && sh -c "$RUNNING"; then
+    rm -f "$pending"
     echo "keepalived reloaded with the previous configuration" >&2
 else
     echo "reload of the previous configuration failed too: check 'systemctl status keepalived'" >&2
