@@ -24,9 +24,10 @@ from tests.engine_harness import (
     REPO,
     SECRETS,
     STACK,
+    Engine,
     Result,
     Workspace,
-    engine_bin,
+    engine,
     versions,
 )
 from tests.engine_state import import_planned_state, import_state
@@ -55,8 +56,8 @@ def servers(count: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def bin_dir() -> Path:
-    return engine_bin()
+def pulumi_engine() -> Engine:
+    return engine()
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +68,8 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProxmox]:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, bin_dir: Path) -> Workspace:
-    return Workspace(tmp_path / "ws", bin_dir)
+def workspace(tmp_path: Path, pulumi_engine: Engine) -> Workspace:
+    return Workspace(tmp_path / "ws", pulumi_engine)
 
 
 def steps_by_op(result: Result) -> dict[str, list[dict[str, Any]]]:
@@ -207,9 +208,11 @@ def test_no_secret_in_plain_text_in_preview_output_or_backend(workspace: Workspa
 
 
 @pytest.fixture(scope="module")
-def dev_state(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path, fake: FakeProxmox) -> list[dict[str, Any]]:
+def dev_state(
+    tmp_path_factory: pytest.TempPathFactory, pulumi_engine: Engine, fake: FakeProxmox
+) -> list[dict[str, Any]]:
     """The dev stack's state as deployed, built once (tests/engine_state.py)."""
-    workspace = Workspace(tmp_path_factory.mktemp("dev-state"), bin_dir)
+    workspace = Workspace(tmp_path_factory.mktemp("dev-state"), pulumi_engine)
     workspace.init_stack(fake.endpoint)
     return import_planned_state(workspace, dev_plan())
 

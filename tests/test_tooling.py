@@ -47,6 +47,23 @@ def test_workflow_runs_tests_then_pulumi_preview() -> None:
     assert workflow["jobs"]["preview"]["needs"] == "test"
 
 
+def test_workflow_installs_the_pinned_engine_and_builds_nothing() -> None:
+    """Users' CI: the CLI at versions.env's pin, upstream's plugins, no Go build and no engine cache."""
+    workflow = yaml.safe_load((REPO / ".github/workflows/pull-request.yml").read_text(encoding="utf-8"))
+    steps = workflow["jobs"]["test"]["steps"]
+    text = yaml.safe_dump(steps)
+    pins = next(step for step in steps if step.get("id") == "pins")
+    assert "tools/pulumi-engine/versions.env" in pins["run"]
+    cli = next(step for step in steps if str(step.get("uses", "")).startswith("pulumi/actions@"))
+    assert cli["with"]["pulumi-version"] == "${{ steps.pins.outputs.PULUMI_VERSION }}"
+    assert "command" not in cli["with"]  # install only
+    assert 'pulumi plugin install resource proxmoxve "$PROXMOXVE"' in text
+    assert 'pulumi plugin install resource command "$COMMAND"' in text
+    assert "build-pulumi" not in text
+    assert "pulumi-*" not in text  # no cache of built engine binaries
+    assert "go " not in text
+
+
 def test_stack_file_holds_no_secret() -> None:
     config = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text(encoding="utf-8"))["config"]
     for key in ("haproxy-lab:sshPrivateKey", "haproxy-lab:statsPassword", "proxmoxve:apiToken"):

@@ -84,5 +84,6 @@ $SUDO sh tools/build-haproxy3.sh
 pip_install -r requirements.txt --group dev
 
 log "Pulumi engine (CLI, language host, provider plugins) for tests/test_engine.py"
-$SUDO sh tools/build-pulumi.sh
+# Installed the ordinary way it is found as this user (their PATH and plugin cache); only a build needs root.
+sh tools/build-pulumi.sh --installed || $SUDO sh tools/build-pulumi.sh
 log "setup done"
