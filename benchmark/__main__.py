@@ -41,9 +41,10 @@ from benchmark.throughput import CONNECTIONS, measure
 from plan.stack_file import load_stack_file
 from rehearsal.checks import fault_drill
 from rehearsal.load import FAIL_AFTER
-from rehearsal.local_lab import LocalLab, stats_rows
-from rehearsal.plan import RehearsalSetup, rehearsal_setup
+from rehearsal.local_lab import LocalLab
+from rehearsal.loopback import RehearsalSetup, rehearsal_setup
 from rehearsal.progress import progress, stop_like_ctrl_c
+from rehearsal.stats import stats_rows
 
 
 def _backend_counters(local_lab: LocalLab) -> tuple[int, int]:

@@ -16,23 +16,12 @@ from typing import Literal
 
 from rehearsal.balance import ORDERED_BALANCES, keeps_promise
 from rehearsal.load import LoadResult, run_load, sequential
-from rehearsal.local_lab import LocalLab, basic_auth_header
+from rehearsal.local_lab import LocalLab
 from rehearsal.progress import seconds
+from rehearsal.results import CheckResult
+from rehearsal.stats import basic_auth_header
 
 STATE_TIMEOUT = 15.0
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One row of the rehearsal table."""
-
-    name: str
-    passed: bool
-    figures: str
-
-    @property
-    def result(self) -> str:
-        return "PASS" if self.passed else "FAIL"
 
 
 @dataclass(frozen=True)

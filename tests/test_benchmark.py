@@ -20,7 +20,7 @@ from benchmark.ceiling import ceiling_cfg
 from benchmark.resources import cpu_seconds, pss_mib, rss_mib
 from benchmark.throughput import parse_wrk, parse_wrk_p99
 from plan.model import LabConfig
-from rehearsal.plan import rehearsal_setup
+from rehearsal.loopback import rehearsal_setup
 
 REPO = Path(__file__).resolve().parent.parent
 

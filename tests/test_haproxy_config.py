@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from plan.model import LabConfig
 from plan.values import BALANCE_ALGORITHMS
-from rehearsal.local_lab import basic_auth_header, free_port
+from rehearsal.local_lab import free_port
+from rehearsal.stats import basic_auth_header
 from render.haproxy_cfg import (
     TRAILER,
     Backend,

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.local_lab import free_port, parse_stats_csv
+from rehearsal.local_lab import free_port
 from rehearsal.runtime import cli
+from rehearsal.stats import parse_stats_csv
 from render.shipping import script_text
 from tests.haproxy_binaries import haproxy26, haproxy30
 from tests.http_probe import get_when_listening

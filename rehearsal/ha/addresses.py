@@ -7,7 +7,7 @@ import dataclasses
 import ipaddress
 
 from plan.model import Host, LabConfig, WebServer
-from rehearsal.plan import planned_servers
+from rehearsal.loopback import planned_servers
 
 VIP_NUMBER = 10
 LB_NUMBERS = (11, 12)
