@@ -15,7 +15,7 @@ from pathlib import Path
 from rehearsal.poll import poll_until
 from rehearsal.processes import ProcessGroups
 from rehearsal.stats import StatsClient
-from render.haproxy_cfg import HaproxySettings
+from render.haproxy_cfg import BACKEND, HaproxySettings
 
 Progress = Callable[[str], None]
 MASTER_SOCKET = "master.sock"
@@ -58,7 +58,7 @@ class LbSpec:
     stats_uri: str = "/stats"
     stats_user: str | None = None
     stats_password: str | None = None
-    backend: str = "web_servers"
+    backend: str = BACKEND
     settings: HaproxySettings | None = None  # what cfg_text was rendered from: drills render variants of it
     admin_socket: str | None = None  # the `stats socket` file, in HAProxy's working directory (the workdir)
 

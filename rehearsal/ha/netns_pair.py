@@ -34,7 +34,7 @@ from rehearsal.loopback import PlannedServer, web_server
 from rehearsal.poll import poll_until
 from rehearsal.processes import ProcessGroups
 from rehearsal.stats import StatsClient
-from render.haproxy_cfg import lab_settings, render_haproxy_cfg
+from render.haproxy_cfg import BACKEND, lab_settings, render_haproxy_cfg
 from render.keepalived import CHECK_SCRIPT_FILE, KeepalivedSettings, pair_settings, render_keepalived_conf
 from render.shipping import script_text
 
@@ -281,7 +281,7 @@ class HaPair:
         ip, port = str(self.lb_hosts[key].ip), self.plan.haproxy.stats_port
         stats = StatsClient(ip, port, "/stats", self.stats_user, self.stats_password)
         try:
-            return self.in_client(lambda: stats.states("web_servers"))
+            return self.in_client(lambda: stats.states(BACKEND))
         finally:
             stats.close()
 
