@@ -18,6 +18,7 @@ import pulumi_command as command
 
 from components.provisioning import boot_vm, run_script
 from plan.model import Host, LabConfig, LabSecrets
+from plan.values import HTTP_PORT
 from render.haproxy_cfg import render_lab_haproxy_cfg
 from render.keepalived import KeepalivedSettings, keepalived_bundle
 from render.shipping import sha256_hex, tar_gz_base64
@@ -28,7 +29,7 @@ APPLY_MINUTES = 10
 
 def site_url(ip: str, port: int) -> str:
     """The URL clients use: no port in it when it is HTTP's own."""
-    return f"http://{ip}/" if port == 80 else f"http://{ip}:{port}/"
+    return f"http://{ip}/" if port == HTTP_PORT else f"http://{ip}:{port}/"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -287,7 +287,7 @@ def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None
         return text
 
     algorithm = r.value(raw, "haproxy", "balance", balance, f"one of {', '.join(v.BALANCE_ALGORITHMS)}", "roundrobin")
-    frontend = r.value(raw, "haproxy", "frontendPort", v.integer(1, 65535), "a TCP port from 1 to 65535", 80)
+    frontend = r.value(raw, "haproxy", "frontendPort", v.integer(1, 65535), "a TCP port from 1 to 65535", v.HTTP_PORT)
     stats = r.value(raw, "haproxy", "statsPort", v.integer(1, 65535), "a TCP port from 1 to 65535", 8404)
     user = r.value(
         raw,
