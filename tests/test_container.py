@@ -412,7 +412,7 @@ def test_compose_service_settings(compose_bin: str, tmp_path: Path) -> None:
     Dockerfile, hardened, restarted, published on 80, health-checked like the image, logs bounded."""
     directory = _write_bundle(wb.webapp_bundle(SERVERS[0]), tmp_path / "app")
     config = _compose_config(compose_bin, directory)
-    assert config["name"] == wb.PROJECT_NAME
+    assert config["name"] == wb.PROJECT_NAME == "haproxy-lab-web"  # the project VMs deployed by main run under
     web = config["services"]["web"]
     assert web["build"]["context"] == str(directory)
     assert (directory / web["build"]["dockerfile"]).read_text(encoding="utf-8") == wb.webapp_files()["Dockerfile"]

@@ -21,6 +21,7 @@ import pytest
 
 from plan.app_contract import HEALTH_PATH
 from render.shipping import script_text
+from render.webapp import PROJECT_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "files" / "scripts"
@@ -535,7 +536,7 @@ class Webapp:
     handler: type[_Health]
     health_url: str
 
-    def source(self, version: str) -> Path:
+    def source(self, version: str, compose: str = f"name: {PROJECT_NAME}\nservices:\n  web:\n    build: .\n") -> Path:
         """A fresh SRC_DIR like the one the bundle step unpacks (private, removed by the script)."""
         src = self.tmp / f"bundle-{version}-{len(list(self.tmp.iterdir()))}"
         src.mkdir(mode=0o700)
@@ -545,7 +546,7 @@ class Webapp:
             "requirements.txt": "flask\ngranian\n",
             "Dockerfile": "FROM python:3.12-slim\n",
             ".dockerignore": "__pycache__\n",
-            "compose.yaml": "services:\n  web:\n    build: .\n",
+            "compose.yaml": compose,
             "health-url": f"{self.health_url}\n",
         }
         for name, text in files.items():
@@ -599,7 +600,7 @@ def test_deploy_first_run_installs_and_starts(webapp: Webapp) -> None:
     assert (webapp.app_dir / "app.py").stat().st_mode & 0o777 == 0o644
     assert webapp.app_dir.stat().st_mode & 0o777 == 0o755
     [call] = webapp.compose_calls()
-    assert "-p haproxy-lab-web" in call
+    assert f"-p {PROJECT_NAME} " in call
     assert f"-f {webapp.app_dir}/compose.yaml" in call
     assert "up -d --build --remove-orphans --wait --wait-timeout 120" in call
     assert (webapp.fakes.state / "compose-saw").read_text() == "VERSION = 'v1'\n"
@@ -683,6 +684,41 @@ def test_deploy_unhealthy_after_compose_fails_and_restores(webapp: Webapp) -> No
     assert result.returncode != 0
     assert "did not answer 200" in result.stderr
     assert (webapp.app_dir / "app.py").read_text() == "VERSION = 'v1'\n"
+
+
+# What today's main left on a running VM: its compose.yaml named the project `haproxy-lab`, but its
+# deploy-webapp.sh ran compose with `-p haproxy-lab-web`, so the running container (holding port 80) is in that one.
+MAIN_COMPOSE = "name: haproxy-lab\nservices:\n  web:\n    build: .\n"
+MAIN_RUNNING_PROJECT = "haproxy-lab-web"
+
+
+def test_deploy_over_an_app_main_deployed_stays_in_its_running_project(webapp: Webapp) -> None:
+    """The upgrade path: the new deploy runs compose in the project whose container holds port 80 (compose
+    then replaces that container in place; another project would start a second one that cannot bind port
+    80 beside it), and so does putting the old app directory back after a failure, whatever its compose.yaml
+    says."""
+    assert webapp.deploy(webapp.source("v1", compose=MAIN_COMPOSE)).returncode == 0  # the VM as main left it
+    webapp.fakes.reset_calls()
+    result = webapp.deploy(webapp.source("v2"))
+    assert result.returncode == 0, result.stderr
+    [up] = webapp.compose_calls()
+    assert f"-p {MAIN_RUNNING_PROJECT} " in up
+
+    (webapp.app_dir / "compose.yaml").write_text(MAIN_COMPOSE)  # back to main's directory, then a failed deploy
+    webapp.fakes.reset_calls()
+    (webapp.fakes.state / "compose-fails").touch()
+    result = webapp.deploy(webapp.source("v3"))
+    assert result.returncode != 0
+    failed_up, restore = webapp.compose_calls()
+    assert f"-p {MAIN_RUNNING_PROJECT} " in failed_up
+    assert f"-p {MAIN_RUNNING_PROJECT} " in restore, "the restored directory must run in the same project"
+
+
+def test_deploy_refuses_a_compose_file_without_a_project_name(webapp: Webapp) -> None:
+    result = webapp.deploy(webapp.source("v1", compose="services:\n  web:\n    build: .\n"))
+    assert result.returncode == 2
+    assert "names no project" in result.stderr
+    assert webapp.compose_calls() == []
 
 
 def test_deploy_rejects_a_directory_without_compose_file(webapp: Webapp) -> None:
