@@ -388,8 +388,7 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
         vm_size=vm_size,
         ssh=ssh,
         haproxy=haproxy,
-        load_balancer=load_balancer,
+        load_balancers=(load_balancer,) if standby is None else (load_balancer, standby),
         web_servers=tuple(web_servers),
-        standby=standby,
         virtual_ip=virtual_ip,
     )

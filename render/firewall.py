@@ -42,7 +42,7 @@ def load_balancer_rules(lab: LabConfig, host: Host | None = None) -> tuple[Rule,
 
 def web_server_rules(lab: LabConfig) -> tuple[Rule, ...]:
     """Only the load balancers reach the app (their health checks and traffic); admins reach SSH."""
-    single = lab.standby is None  # the single-LB comment stays as it was: no diff for existing stacks
+    single = not lab.is_pair  # the single-LB comment stays as it was: no diff for existing stacks
     return (
         *(
             Rule(

@@ -154,7 +154,7 @@ def _with_config_id(text: str) -> str:
 
 def liveness_bind(lab: LabConfig) -> str | None:
     """HAProxy's loopback liveness listener, for keepalived's track script: only in an HA pair."""
-    if lab.standby is None:
+    if not lab.is_pair:
         return None
     return f"127.0.0.1:{liveness_port(lab.haproxy.frontend_port, lab.haproxy.stats_port)}"
 
@@ -181,7 +181,7 @@ def lab_settings(lab: LabConfig, stats_password: str) -> HaproxySettings:
 
 def health_host(lab: LabConfig) -> str:
     """The Host header of health checks: the load balancer's own FQDN (any name works for the Flask app)."""
-    return f"{lab.load_balancer.name.lower()}.{lab.network.domain}"
+    return f"{lab.load_balancers[0].name.lower()}.{lab.network.domain}"
 
 
 def render_lab_haproxy_cfg(lab: LabConfig, stats_password: str) -> str:

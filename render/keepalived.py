@@ -132,13 +132,14 @@ def liveness_url(port: int) -> str:
 
 def pair_settings(lab: LabConfig) -> dict[str, KeepalivedSettings]:
     """Host name -> keepalived settings, for both load balancers of an HA plan (empty without a standby)."""
-    if lab.standby is None or lab.virtual_ip is None:
+    if not lab.is_pair or lab.virtual_ip is None:
         return {}
+    primary, standby = lab.load_balancers
     url = liveness_url(liveness_port(lab.haproxy.frontend_port, lab.haproxy.stats_port))
     vrid = virtual_router_id(lab.virtual_ip)
     pair: tuple[tuple[Host, Host, int], ...] = (
-        (lab.load_balancer, lab.standby, PRIMARY_PRIORITY),
-        (lab.standby, lab.load_balancer, STANDBY_PRIORITY),
+        (primary, standby, PRIMARY_PRIORITY),
+        (standby, primary, STANDBY_PRIORITY),
     )
     return {
         own.name: KeepalivedSettings(
