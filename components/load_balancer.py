@@ -60,8 +60,6 @@ class LoadBalancer(pulumi.ComponentResource):
     HAProxy knows every server of the plan before one is drained."""
     ssh: command.remote.ConnectionArgs
     """How to reach the load balancer (finite dial retries): web servers drain themselves through it."""
-    keepalived_applied: command.remote.Command | None
-    """The command that applied keepalived.conf (None outside an HA pair)."""
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:LoadBalancer", name, None, opts)
@@ -92,7 +90,6 @@ class LoadBalancer(pulumi.ComponentResource):
             shipped_hash=haproxy_cfg.apply(sha256_hex),
             logging=command.remote.Logging.STDERR,
         )
-        self.keepalived_applied = None
         if args.keepalived is not None:
             install_keepalived = run_script(
                 self, name, booted, "install-keepalived.sh", previous=install, timeout_minutes=INSTALL_MINUTES
@@ -100,7 +97,7 @@ class LoadBalancer(pulumi.ComponentResource):
             # No secret in it (VRRPv3 has no authentication; the firewall admits the peer only).
             bundle = tar_gz_base64(keepalived_bundle(args.keepalived))
             # After haproxy.cfg: keepalived's track script asks the liveness listener that config adds.
-            self.keepalived_applied = run_script(
+            run_script(
                 self,
                 name,
                 booted,

@@ -195,21 +195,6 @@ class TestNetwork:
         argv = ["ip", "netns", "exec", self.hosts[host].namespace, "nft", *(("-f", "-") if ruleset else args)]
         subprocess.run(argv, input=ruleset, capture_output=True, text=True, check=check, timeout=15)
 
-    def holds_address(self, host: str, address: ipaddress.IPv4Address) -> bool:
-        """Whether `address` is configured in the host's namespace (binding to it only works then)."""
-
-        def probe() -> bool:
-            import socket
-
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                try:
-                    sock.bind((str(address), 0))
-                except OSError:
-                    return False
-                return True
-
-        return run_in_namespace(self.hosts[host].namespace, probe)
-
     # --- teardown ---------------------------------------------------------------------------------------------
 
     def close(self) -> None:
