@@ -63,7 +63,7 @@ _UNPACK_AND_RUN = (
 
 
 def sudo_script_with_bundle(script: str, name: str) -> str:
-    """Like sudo_script, for a script that takes a directory: the files arrive on stdin (see bundle.py)."""
+    """Like sudo_script, for a script that takes a directory: its files arrive on stdin (render/shipping.py)."""
     return " ".join(
         [
             "sudo",
