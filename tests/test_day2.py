@@ -22,8 +22,8 @@ from plan.parse import parse_lab_config
 from render.shipping import sha256_hex
 from tests.change_diff import all_steps, changed, snippet_of, triggers
 from tests.plans import dev_raw
-from tests.pulumi_harness import Run, run_program, stack_config, unwrap
-from tests.test_program import COMMAND, IMAGE, OPTIONS, RULES, SNIPPET, VM, commands_of, evaluate, vm_named
+from tests.program_harness import commands_of, evaluate, vm_named
+from tests.pulumi_harness import COMMAND, IMAGE, OPTIONS, RULES, SNIPPET, VM, Run, run_program, stack_config, unwrap
 
 pytestmark = pytest.mark.timeout(180)
 

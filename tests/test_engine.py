@@ -32,15 +32,9 @@ from tests.engine_harness import (
 )
 from tests.engine_state import import_planned_state, import_state
 from tests.fake_proxmox import FakeProxmox, fake_proxmox
-from tests.pulumi_harness import run_program, stack_config
+from tests.pulumi_harness import IMAGE, OPTIONS, RULES, SNIPPET, VM, run_program, stack_config
 
 pytestmark = pytest.mark.timeout(600)
-
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
-SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
-IMAGE = "proxmoxve:download/file:File"
-RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
-OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
 
 
 def dev_plan() -> dict[str, Any]:
