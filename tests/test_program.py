@@ -351,7 +351,7 @@ def test_hostile_messages_travel_as_data_never_as_commands() -> None:
     deploy = commands_of(run, "haproxy-lab-web1-sam")["deploy-webapp"]
     assert hostile not in deploy.inputs["create"], "user text must never reach a command line"
     compose = compose_of(run, "web1-sam")
-    # Compose's own `$` escaping ($$) is checked against Docker Compose itself in test_container.py.
+    # Compose's own `$` escaping ($$) is checked against Docker Compose itself in test_compose.py.
     assert compose["services"]["web"]["environment"]["MESSAGE"].replace("$$", "$") == hostile
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     assert hostile not in cfg
