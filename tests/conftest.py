@@ -7,6 +7,9 @@ import pytest
 from plan.model import LabConfig
 from plan.stack_file import load_stack_file
 
+# The shell-script tests' fixtures (fakes, signing_keys), shared by their modules.
+pytest_plugins = ["tests.script_harness"]
+
 
 @pytest.fixture(scope="session")
 def dev() -> LabConfig:
