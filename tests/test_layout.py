@@ -1,4 +1,5 @@
-"""The house stays small and readable: no import circle between our modules (issue 19)."""
+"""The house stays small and readable: no import circle between our modules, no module over 400 lines, no test
+file over 500 (issue 19)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+MAX_MODULE_LINES = 400
+MAX_TEST_LINES = 500
 
 
 def python_files() -> list[Path]:
@@ -48,3 +51,13 @@ def test_no_import_circle() -> None:
     for name in sorted(graph):
         visit(name, [])
     assert not circles, " -> ".join(circles[0])
+
+
+def test_no_module_or_test_file_is_too_long() -> None:
+    too_long = []
+    for path in python_files():
+        limit = MAX_TEST_LINES if path.relative_to(REPO).parts[0] == "tests" else MAX_MODULE_LINES
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > limit:
+            too_long.append(f"{path.relative_to(REPO)}: {lines} lines (at most {limit})")
+    assert not too_long, "\n".join(too_long)
