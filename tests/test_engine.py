@@ -1,5 +1,5 @@
 """The real Pulumi engine on the real program: `pulumi preview` with the CLI, the language host and the
-provider plugins that tools/build-pulumi.sh builds (README, "The real engine").
+provider plugins, built by tools/build-pulumi.sh or installed the ordinary way (docs/engine.md).
 
 Every stack points proxmoxve:endpoint at a fake Proxmox API on loopback (tests/fake_proxmox.py); the
 state lives in a temp file backend, secrets are encrypted with a passphrase. Plans of changes start
@@ -35,6 +35,7 @@ from tests.fake_proxmox import FakeProxmox, fake_proxmox
 from tests.pulumi_harness import IMAGE, OPTIONS, RULES, SNIPPET, VM, run_program, stack_config
 
 pytestmark = pytest.mark.timeout(600)
+NO_API_CALL = "preview called the Proxmox API: list the calls in docs/engine.md and tests/fake_proxmox.py"
 
 
 def dev_plan() -> dict[str, Any]:
@@ -146,7 +147,7 @@ def test_preview_plans_exactly_the_expected_creates(workspace: Workspace, fake: 
     assert creates[SNIPPET] == count + 1
     assert creates[IMAGE] == 1
     assert creates[RULES] == creates[OPTIONS] == count + 1
-    assert fake.requests == [], "preview called the Proxmox API: list the calls in README and tests/fake_proxmox.py"
+    assert fake.requests == [], NO_API_CALL
 
 
 # ------------------------------------------------------------------------------------------- refusals
@@ -234,7 +235,7 @@ def event_ops(workspace: Workspace) -> list[tuple[str, str]]:
 
 def test_an_unchanged_stack_plans_nothing(deployed: Workspace, fake: FakeProxmox) -> None:
     assert changed(deployed.preview()) == {}
-    assert fake.requests == [], "preview called the Proxmox API: list the calls in README and tests/fake_proxmox.py"
+    assert fake.requests == [], NO_API_CALL
 
 
 def test_no_secret_in_plain_text_in_a_deployed_stacks_backend(deployed: Workspace) -> None:
