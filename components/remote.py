@@ -18,6 +18,7 @@ import pulumi
 import pulumi_command as command
 
 from plan.model import Host, Ssh
+from plan.values import SSH_PORT
 
 # Only the first command after boot dials until SSH answers (bounded by its timeouts): the VM is
 # still booting. Once it has answered, silence is a fault (VM stopped, ssh.adminCidr or key wrong):
@@ -73,7 +74,7 @@ def connection(
     `wait_for_boot` (first command after boot only) dials until the VM answers."""
     return command.remote.ConnectionArgs(
         host=str(host.ip),
-        port=22,
+        port=SSH_PORT,
         user=ssh.user,
         private_key=private_key,
         dial_error_limit=-1 if wait_for_boot else DIAL_ATTEMPTS,

@@ -46,11 +46,10 @@ class WebServerArgs:
     server: WebServer
     secrets: LabSecrets
     image_id: pulumi.Input[str] | None
-    load_balancer: LoadBalancerAccess
+    load_balancers: tuple[LoadBalancerAccess, ...]
+    """Each load balancer of the plan, in its order: the server is drained and set ready on each (in a pair,
+    either may be the active one when the rollout runs)."""
     deploy_after: Sequence[pulumi.Resource] = field(default_factory=tuple)
-    standby: LoadBalancerAccess | None = None
-    """The HA pair's second load balancer: the server is drained and set ready there too (either may be
-    the active one when the rollout runs)."""
 
 
 class WebServerVm(pulumi.ComponentResource):
@@ -67,7 +66,7 @@ class WebServerVm(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WebServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:WebServer", name, None, opts)
-        lab, server, lb = args.lab, args.server, args.load_balancer
+        lab, server = args.lab, args.server
         booted = boot_vm(
             self,
             name,
@@ -88,7 +87,9 @@ class WebServerVm(pulumi.ComponentResource):
         state_text = script_text(SERVER_STATE_SCRIPT)
         drain_triggers = [sha256_hex(state_text), *script_triggers("deploy-webapp.sh", install, bundle_hash)]
         # In a pair, on both load balancers, one after the other; the first one's step names are unchanged.
-        balancers = [(name, lb), *([] if args.standby is None else [(f"{name}-standby", args.standby)])]
+        balancers = [
+            (name if index == 0 else f"{name}-standby", access) for index, access in enumerate(args.load_balancers)
+        ]
         drains: list[command.remote.Command] = []
         for prefix, access in balancers:
             drains.append(

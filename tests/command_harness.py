@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from tests.engine_harness import STACK, Result, Workspace
+from tests.engine_harness import STACK, Engine, Result, Workspace
 
 PROJECT_SOURCE = Path(__file__).resolve().parent / "command_project"
 PROJECT = "command-plugin-test"
@@ -142,14 +142,14 @@ class CommandProject:
     def __init__(
         self,
         root: Path,
-        bin_dir: Path,
+        pulumi_engine: Engine,
         private_key: str,
         port: int,
         *,
         execute: bool = True,
         prefix: tuple[str, ...] = (),
     ) -> None:
-        self.workspace = Workspace(root, bin_dir, PROJECT_SOURCE, execute_commands=execute, prefix=prefix)
+        self.workspace = Workspace(root, pulumi_engine, PROJECT_SOURCE, execute_commands=execute, prefix=prefix)
         self.workspace.pulumi("stack", "init", STACK)
         # In plain text in the stack file (a throwaway key, and one CLI call less per test): the program
         # reads it with require_secret, so the engine sees a secret all the same.

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.engine_harness import STACK, Workspace
-from tests.pulumi_harness import run_program, stack_config
+from tests.pulumi_harness import VM, run_program, stack_config
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for a value known only after apply
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_MARK = "1b47061264138c4ac30d75fd1eb44270"
 HIDDEN = "[secret]"  # how `preview --json` shows a secret
 PROVIDER_ID = "00000000-0000-0000-0000-000000000000"
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
 
 # Values Proxmox computes, for attributes the provider plans as unknown until a real create.
 COMPUTED_GUESSES: dict[str, Any] = {

@@ -1,5 +1,5 @@
 """A fake Proxmox VE API on loopback, for the real engine's tests: it records every request and answers
-only the calls listed in ANSWERS (README, "The real engine"). Anything else gets 501, so a new call
+only the calls listed in ANSWERS (docs/engine.md). Anything else gets 501, so a new call
 the provider starts making shows up as a failed preview, never as a request to a real address.
 """
 

@@ -14,16 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.command_harness import NO_NETWORK, CommandProject, Sshd, closed_port, keygen, sshd
-from tests.engine_harness import EXECUTE_ENV, engine_bin
+from tests.engine_harness import EXECUTE_ENV, Engine
 
 pytestmark = pytest.mark.timeout(180)
 
 REFUSAL = "haproxy-lab's command stand-in refuses to connect to"
-
-
-@pytest.fixture(scope="module")
-def bin_dir() -> Path:
-    return engine_bin()
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, client_key: Path) -> Iterat
 
 
 @pytest.fixture
-def project(tmp_path: Path, bin_dir: Path, server: Sshd) -> CommandProject:
-    return CommandProject(tmp_path / "project", bin_dir, server.private_key, server.port)
+def project(tmp_path: Path, pulumi_engine: Engine, server: Sshd) -> CommandProject:
+    return CommandProject(tmp_path / "project", pulumi_engine, server.private_key, server.port)
 
 
 @pytest.fixture
@@ -203,10 +198,10 @@ def test_previous_output_in_env_on_update_and_delete(project: CommandProject, re
     assert Path(f"{seen}-off").read_text() == "|"
 
 
-def test_a_refused_previous_output_is_only_a_warning(tmp_path: Path, bin_dir: Path, client_key: Path) -> None:
+def test_a_refused_previous_output_is_only_a_warning(tmp_path: Path, pulumi_engine: Engine, client_key: Path) -> None:
     """A stock sshd (no AcceptEnv) refuses PULUMI_COMMAND_STDOUT/STDERR: the update still runs."""
     with sshd(tmp_path / "stock", client_key) as stock:
-        project = CommandProject(tmp_path / "project", bin_dir, stock.private_key, stock.port)
+        project = CommandProject(tmp_path / "project", pulumi_engine, stock.private_key, stock.port)
         project.commands({"w": {"create": "echo first", "update": 'printf "[%s]" "$PULUMI_COMMAND_STDOUT"'}})
         project.up()
         project.commands({"w": {"create": "echo first", "update": 'printf "<%s>" "$PULUMI_COMMAND_STDOUT"'}})
@@ -317,11 +312,11 @@ def test_secrets_stay_secret_as_upstream_keeps_them(project: CommandProject, ser
 
 
 def test_hosts_outside_the_test_networks_are_refused_before_any_packet(
-    tmp_path: Path, bin_dir: Path, server: Sshd
+    tmp_path: Path, pulumi_engine: Engine, server: Sshd
 ) -> None:
     """Run in a network namespace with only loopback, so that nothing could leave even if the refusal
     failed; the address just inside 198.18.0.0/15 is dialed (and finds no route), the others are not."""
-    project = CommandProject(tmp_path / "project", bin_dir, server.private_key, 22, prefix=NO_NETWORK)
+    project = CommandProject(tmp_path / "project", pulumi_engine, server.private_key, 22, prefix=NO_NETWORK)
     hosts = {"plan": "10.0.0.31", "above": "198.20.0.1", "name": "localhost", "ipv6": "::1", "inside": "198.19.0.1"}
     project.commands(
         {name: {"create": "true", "connection": {"host": host, "dialErrorLimit": 0}} for name, host in hosts.items()}
@@ -338,12 +333,12 @@ def test_hosts_outside_the_test_networks_are_refused_before_any_packet(
 
 
 def test_plan_only_unless_the_run_enables_execution(
-    tmp_path: Path, bin_dir: Path, server: Sshd, remote: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pulumi_engine: Engine, server: Sshd, remote: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Even when the test's own environment says 1: a Workspace passes it on only when asked to."""
     monkeypatch.setenv(EXECUTE_ENV, "1")
     ran = remote / "ran"
-    project = CommandProject(tmp_path / "project", bin_dir, server.private_key, server.port, execute=False)
+    project = CommandProject(tmp_path / "project", pulumi_engine, server.private_key, server.port, execute=False)
     project.commands({"p": {"create": append(ran, "create")}})
     project.run("preview")
     before = server.connections()

@@ -22,10 +22,9 @@ from plan.model import ConfigError
 from plan.parse import parse_lab_config
 from render.shipping import sha256_hex
 from tests.change_diff import all_steps, changed, snippet_of, triggers
-from tests.plans import dev_raw
-from tests.pulumi_harness import Run, run_program, stack_config, unwrap
-from tests.test_program import COMMAND, IMAGE, OPTIONS, RULES, SNIPPET, VM, commands_of, evaluate, vm_named
-from tests.test_program_ha import ha_plan
+from tests.plans import dev_raw, ha_raw
+from tests.program_harness import commands_of, evaluate, vm_named
+from tests.pulumi_harness import COMMAND, IMAGE, OPTIONS, RULES, SNIPPET, VM, Run, run_program, stack_config, unwrap
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -211,7 +210,7 @@ def assert_bounded_on_the_vm(name: str, command_line: str, timeout: str) -> str:
 
 @pytest.mark.parametrize("stack", ["dev", "ha"])
 def test_every_remote_command_is_bounded_in_time(dev_run: Run, stack: str) -> None:
-    run = dev_run if stack == "dev" else evaluate(ha_plan())
+    run = dev_run if stack == "dev" else evaluate(ha_raw())
     for step in run.of_type(COMMAND):
         assert set(step.custom_timeouts) == {"create", "update", "delete"}, f"{step.name} could hang"
         connection = unwrap(step.inputs["connection"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_harness import STACK, Workspace, engine_bin
+from tests.engine_harness import STACK, Workspace, engine
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -16,7 +16,7 @@ PROJECT_SOURCE = Path(__file__).resolve().parent / "dynamic_project"
 
 
 def test_a_dynamic_resource_is_created(tmp_path: Path) -> None:
-    workspace = Workspace(tmp_path / "ws", engine_bin(), PROJECT_SOURCE)
+    workspace = Workspace(tmp_path / "ws", engine(), PROJECT_SOURCE)
     workspace.pulumi("stack", "init", STACK)
     workspace.pulumi("up", "--yes", "--skip-preview", "--stack", STACK)
     outputs = workspace.pulumi("stack", "output", "--json", "--stack", STACK).json()

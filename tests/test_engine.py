@@ -1,5 +1,5 @@
 """The real Pulumi engine on the real program: `pulumi preview` with the CLI, the language host and the
-provider plugins that tools/build-pulumi.sh builds (README, "The real engine").
+provider plugins, built by tools/build-pulumi.sh or installed the ordinary way (docs/engine.md).
 
 Every stack points proxmoxve:endpoint at a fake Proxmox API on loopback (tests/fake_proxmox.py); the
 state lives in a temp file backend, secrets are encrypted with a passphrase. Plans of changes start
@@ -24,22 +24,17 @@ from tests.engine_harness import (
     REPO,
     SECRETS,
     STACK,
+    Engine,
     Result,
     Workspace,
-    engine_bin,
     versions,
 )
 from tests.engine_state import import_planned_state, import_state
 from tests.fake_proxmox import FakeProxmox, fake_proxmox
-from tests.pulumi_harness import run_program, stack_config
+from tests.pulumi_harness import IMAGE, OPTIONS, RULES, SNIPPET, VM, run_program, stack_config
 
 pytestmark = pytest.mark.timeout(600)
-
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
-SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
-IMAGE = "proxmoxve:download/file:File"
-RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
-OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
+NO_API_CALL = "preview called the Proxmox API: list the calls in docs/engine.md and tests/fake_proxmox.py"
 
 
 def dev_plan() -> dict[str, Any]:
@@ -55,11 +50,6 @@ def servers(count: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def bin_dir() -> Path:
-    return engine_bin()
-
-
-@pytest.fixture(scope="module")
 def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProxmox]:
     """One fake Proxmox API for the module: the same endpoint in every stack (it is provider config)."""
     with fake_proxmox(tmp_path_factory.mktemp("fake-pve")) as running:
@@ -67,8 +57,8 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProxmox]:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, bin_dir: Path) -> Workspace:
-    return Workspace(tmp_path / "ws", bin_dir)
+def workspace(tmp_path: Path, pulumi_engine: Engine) -> Workspace:
+    return Workspace(tmp_path / "ws", pulumi_engine)
 
 
 def steps_by_op(result: Result) -> dict[str, list[dict[str, Any]]]:
@@ -151,7 +141,7 @@ def test_preview_plans_exactly_the_expected_creates(workspace: Workspace, fake: 
     assert creates[SNIPPET] == count + 1
     assert creates[IMAGE] == 1
     assert creates[RULES] == creates[OPTIONS] == count + 1
-    assert fake.requests == [], "preview called the Proxmox API: list the calls in README and tests/fake_proxmox.py"
+    assert fake.requests == [], NO_API_CALL
 
 
 # ------------------------------------------------------------------------------------------- refusals
@@ -207,9 +197,11 @@ def test_no_secret_in_plain_text_in_preview_output_or_backend(workspace: Workspa
 
 
 @pytest.fixture(scope="module")
-def dev_state(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path, fake: FakeProxmox) -> list[dict[str, Any]]:
+def dev_state(
+    tmp_path_factory: pytest.TempPathFactory, pulumi_engine: Engine, fake: FakeProxmox
+) -> list[dict[str, Any]]:
     """The dev stack's state as deployed, built once (tests/engine_state.py)."""
-    workspace = Workspace(tmp_path_factory.mktemp("dev-state"), bin_dir)
+    workspace = Workspace(tmp_path_factory.mktemp("dev-state"), pulumi_engine)
     workspace.init_stack(fake.endpoint)
     return import_planned_state(workspace, dev_plan())
 
@@ -237,7 +229,7 @@ def event_ops(workspace: Workspace) -> list[tuple[str, str]]:
 
 def test_an_unchanged_stack_plans_nothing(deployed: Workspace, fake: FakeProxmox) -> None:
     assert changed(deployed.preview()) == {}
-    assert fake.requests == [], "preview called the Proxmox API: list the calls in README and tests/fake_proxmox.py"
+    assert fake.requests == [], NO_API_CALL
 
 
 def test_no_secret_in_plain_text_in_a_deployed_stacks_backend(deployed: Workspace) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_harness import PASSPHRASE, REPO, engine_bin
+from tests.engine_harness import PASSPHRASE, REPO, engine
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -25,7 +25,7 @@ def test_a_stack_without_any_config_runs(tmp_path: Path) -> None:
     (project / ".venv").symlink_to((REPO / ".venv").resolve())
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")},
-        "PATH": f"{engine_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": os.pathsep.join([*map(str, engine().path), os.environ.get("PATH", "")]),
         "PULUMI_HOME": str(tmp_path / "home"),
         "PULUMI_BACKEND_URL": f"file://{tmp_path}",
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,

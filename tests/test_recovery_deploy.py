@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from plan.app_contract import HEALTH_PATH
+from render.webapp import PROJECT_NAME
 from tests.vm_shell import cut_step, run_step
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,7 +58,7 @@ class Vm:
         src.mkdir(parents=True, mode=0o700)
         files = {
             "app.py": f"VERSION = {version!r}\n",
-            "compose.yaml": "services:\n  web:\n    build: .\n",
+            "compose.yaml": f"name: {PROJECT_NAME}\nservices:\n  web:\n    build: .\n",
             "Dockerfile": "FROM python:3.12-slim\n",
             "health-url": f"{self.health_url}\n",
         }

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.command_harness import Sshd, keygen, sshd
-from tests.engine_harness import REPO, STACK, Result, Workspace, engine_bin
+from tests.engine_harness import REPO, STACK, Engine, Result, Workspace
 from tests.vm_shell import end_session, sudo_dir
 
 pytestmark = pytest.mark.timeout(240)
@@ -28,11 +28,6 @@ SOURCE = Path(__file__).resolve().parent / "bound_project"
 PROJECT = "bound-test"
 # Well past the budgets below: a step without its VM-side bound fails the test instead of hanging it.
 UP_LIMIT_S = 60
-
-
-@pytest.fixture(scope="module")
-def bin_dir() -> Path:
-    return engine_bin()
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +42,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 class BoundProject:
     """tests/bound_project in a Workspace with execution enabled, connected to the server as root."""
 
-    def __init__(self, root: Path, bin_dir: Path, server: Sshd) -> None:
-        self.workspace = Workspace(root, bin_dir, SOURCE, execute_commands=True)
+    def __init__(self, root: Path, pulumi_engine: Engine, server: Sshd) -> None:
+        self.workspace = Workspace(root, pulumi_engine, SOURCE, execute_commands=True)
         self.workspace.env["PYTHONPATH"] = str(REPO)  # the program's components, plan and render
         self.workspace.pulumi("stack", "init", STACK)
         self.set("privateKey", server.private_key)  # a throwaway key; the program reads it as a secret
@@ -83,8 +78,8 @@ class BoundProject:
 
 
 @pytest.fixture
-def project(tmp_path: Path, bin_dir: Path, server: Sshd) -> BoundProject:
-    return BoundProject(tmp_path / "project", bin_dir, server)
+def project(tmp_path: Path, pulumi_engine: Engine, server: Sshd) -> BoundProject:
+    return BoundProject(tmp_path / "project", pulumi_engine, server)
 
 
 def test_a_script_that_sleeps_forever_fails_its_step_within_its_budget(project: BoundProject) -> None:

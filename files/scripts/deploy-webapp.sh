@@ -5,8 +5,8 @@
 #
 # Usage: deploy-webapp.sh SRC_DIR          (no stdin; run as root)
 #   SRC_DIR: a directory copied to the VM by the previous step (app.py,
-#   access_log.py, serve.py, requirements.txt, Dockerfile, .dockerignore, compose.yaml,
-#   health-url: the URL to poll on this VM, one line).
+#   access_log.py, serve.py, requirements.txt, Dockerfile, .dockerignore, compose.yaml
+#   whose top-level `name:` is the compose project, health-url: the URL to poll on this VM, one line).
 #   It is removed at the end, whatever the outcome.
 # Idempotent: when APP_DIR already holds the same files, the last deploy completed
 # and the app is healthy, compose is not run. Otherwise the files are copied into a
@@ -37,10 +37,16 @@ APP_DIR=${APP_DIR:-/opt/haproxy-lab/webapp}
 DOCKER=${DOCKER:-docker}
 HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
 COMPOSE_WAIT_TIMEOUT=${COMPOSE_WAIT_TIMEOUT:-120}
-PROJECT=haproxy-lab-web
 
 if [ ! -d "$SRC" ] || [ ! -f "$SRC/compose.yaml" ] || [ ! -f "$SRC/Dockerfile" ]; then
     echo "$SRC is not a web app directory (no compose.yaml or Dockerfile)" >&2
+    exit 2
+fi
+# The compose project is the shipped compose.yaml's `name:` (render/webapp.py defines it once); every compose
+# call names it, so an older app directory put back after a failed deploy runs under the same project.
+PROJECT=$(sed -n 's/^name: *//p' "$SRC/compose.yaml" | head -n 1 | tr -d "\"'")
+if [ -z "$PROJECT" ]; then
+    echo "$SRC/compose.yaml names no project (no top-level name:)" >&2
     exit 2
 fi
 if [ -z "${HEALTH_URL:-}" ]; then
