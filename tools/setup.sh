@@ -12,7 +12,7 @@ log() { printf '==> %s\n' "$*"; }
 if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 
 APT_PACKAGES="haproxy python3 python3-venv python3-pip curl ca-certificates build-essential libssl-dev libpcre2-dev \
-cloud-init wrk debian-archive-keyring util-linux mount iproute2 psmisc dash keepalived nftables"
+cloud-init wrk debian-archive-keyring util-linux mount iproute2 psmisc dash keepalived nftables openssh-server"
 
 missing=
 for pkg in $APT_PACKAGES; do
@@ -34,6 +34,13 @@ fi
 if [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --quiet cloud-init-local cloud-init cloud-config cloud-final 2>/dev/null || true
 fi
+# openssh-server is here for its sshd binary only (the fake Proxmox node's sshd in the tests, e2e/pve_node.py,
+# runs on loopback with its own config): when setup installed it, the machine's own SSH service stays off.
+case "$missing" in *openssh-server*)
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now --quiet ssh.service ssh.socket 2>/dev/null || true
+    fi ;;
+esac
 
 log "HAProxy 3.0 (for haproxy -c on both sides of the VMs' 2.8)"
 $SUDO sh tools/build-haproxy3.sh
