@@ -105,14 +105,17 @@ class Workspace:
         bin_dir: Path,
         source: Path = REPO,
         *,
+        stack: str = STACK,
         execute_commands: bool = False,
         prefix: tuple[str, ...] = (),
     ) -> None:
         self.root = root
+        self.stack = stack
         self.project = root / "project"
         self.state = root / "state"
         self.prefix = prefix
         self.state.mkdir(parents=True)
+        (root / "user-home").mkdir()
         shutil.copytree(
             source,
             self.project,
@@ -129,6 +132,7 @@ class Workspace:
             **({EXECUTE_ENV: "1"} if execute_commands else {}),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PULUMI_HOME": str(root / "home"),
+            "HOME": str(root / "user-home"),  # the proxmoxve plugin writes ~/.ssh/known_hosts: never the real one
             "PULUMI_BACKEND_URL": f"file://{self.state}",
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
@@ -140,7 +144,7 @@ class Workspace:
 
     @property
     def stack_file(self) -> Path:
-        return self.project / f"Pulumi.{STACK}.yaml"
+        return self.project / f"Pulumi.{self.stack}.yaml"
 
     def pulumi(self, *args: str, stdin: str | None = None, check: bool = True, timeout: int = 240) -> Result:
         # A session of its own: past the timeout, the CLI goes with its plugins and the program (killing
@@ -169,7 +173,7 @@ class Workspace:
     def init_stack(self, endpoint: str, config: dict[str, Any] | None = None) -> None:
         """The dev stack's plan (Pulumi.dev.yaml), `config` on top, the endpoint on loopback, secrets set."""
         assert endpoint.startswith(("https://127.0.0.1:", "ftp://127.0.0.1:")), endpoint
-        self.pulumi("stack", "init", STACK)  # writes the passphrase's salt into the stack file
+        self.pulumi("stack", "init", self.stack)  # writes the passphrase's salt into the stack file
         salt = yaml.safe_load(self.stack_file.read_text())
         plan = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
         plan.update(config or {})
@@ -188,4 +192,4 @@ class Workspace:
         self.stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def preview(self, *extra: str, check: bool = True) -> Result:
-        return self.pulumi("preview", "--json", "--stack", STACK, *extra, check=check)
+        return self.pulumi("preview", "--json", "--stack", self.stack, *extra, check=check)
