@@ -81,10 +81,11 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 class RunningPve:
     """A running LabPve: its endpoint, a token, the node's SSH, and safe access to its state."""
 
-    def __init__(self, fake: LabPve, loop: asyncio.AbstractEventLoop, node: str, ssh: NodeSsh) -> None:
+    def __init__(self, fake: LabPve, loop: asyncio.AbstractEventLoop, node: str, ssh: NodeSsh, cafile: Path) -> None:
         self.fake = fake
         self.node = node
         self.ssh = ssh
+        self.cafile = cafile  # the fake's self-signed certificate: a client can verify the endpoint with it
         self._loop = loop
         self._users = itertools.count(1)
         self.token = ""
@@ -191,6 +192,6 @@ def running_pve(
         cleanup.callback(stop_loop)
         asyncio.run_coroutine_threadsafe(fake.start(str(cert), str(key)), loop).result(timeout=START_TIMEOUT_S)
         ssh = cleanup.enter_context(node_sshd(workdir / "node-ssh"))
-        running = RunningPve(fake, loop, node, ssh)
+        running = RunningPve(fake, loop, node, ssh, cert)
         running.token = running.add_token(readme_role(9) if role is None else role)
         yield running
