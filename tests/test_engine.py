@@ -31,6 +31,7 @@ from tests.engine_harness import (
     versions,
 )
 from tests.engine_state import import_planned_state, import_state
+from tests.lab_harness import as_before_the_cdrom_fix, with_the_cdrom_fix
 from tests.pulumi_harness import run_program, stack_config
 
 pytestmark = pytest.mark.timeout(600)
@@ -307,3 +308,20 @@ def test_a_recreated_vm_is_provisioned_again(deployed: Workspace) -> None:
     for host in ("haproxy-sam", "web1-sam", "web2-sam"):
         assert f"haproxy-lab-{host}-cloud-init" in plan.get("replace", []), plan
 
+
+def test_the_cd_drive_fix_updates_an_existing_stacks_vms_in_place(workspace: Workspace, fake: RunningPve) -> None:
+    """A stack built before the fix holds the provider's default CD drive (file "": the node's own drive).
+    Its next `pulumi up` updates each VM in place to an empty drive: no VM is replaced, nothing else
+    changes, and so no remote command runs again (tests/test_role.py applies it to VMs in the fake)."""
+    workspace.init_stack(fake.endpoint)
+    as_before_the_cdrom_fix(workspace)
+    import_planned_state(workspace, dev_plan())
+    with_the_cdrom_fix(workspace)
+    result = workspace.preview()
+    vms = [f"haproxy-lab-{host}-machine-vm" for host in ("haproxy-sam", "web1-sam", "web2-sam")]
+    assert changed(result) == {"update": vms}
+    for step in steps_by_op(result)["update"]:
+        assert set(step["detailedDiff"]) == {"cdrom.fileId"}, step["detailedDiff"]
+        assert step["oldState"]["inputs"]["cdrom"]["fileId"] == ""
+        assert step["newState"]["inputs"]["cdrom"]["fileId"] == "none"
+    assert fake.requests() == []
