@@ -185,6 +185,12 @@ class Outcome:
     left: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
+    def errors(self) -> list[str]:
+        """The error lines of the failed step's output, each once (the engine repeats them), Proxmox's
+        own answers (`Reason: ...`) first."""
+        lines = [line.strip() for line in self.output.splitlines() if "error" in line.lower() or "Reason:" in line]
+        return list(dict.fromkeys(sorted(lines, key=lambda line: "Reason:" not in line)))
+
     def vms(self, step: str) -> dict[int, Mapping[str, str]]:
         """The stack's VMs in the fake after this step: vmid -> config."""
         state = self.states[step]

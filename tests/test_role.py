@@ -112,7 +112,8 @@ def without_each(lab: LabFactory, pve: RunningPve, setup_token: str) -> dict[str
 
 
 def passed(outcome: Outcome) -> None:
-    assert outcome.failed is None, f"{outcome.stack}: {outcome.failed} failed:\n{outcome.output[-4000:]}"
+    errors = "\n".join(outcome.errors()[:20])
+    assert outcome.failed is None, f"{outcome.stack}: {outcome.failed} failed:\n{errors}"
 
 
 # ------------------------------------------------------------------------------------ the README
@@ -208,4 +209,4 @@ def test_the_privileges_the_readme_calls_not_needed_are_not_needed(
 def test_every_privilege_of_the_role_is_needed(without_each: dict[str, Outcome], privilege: str) -> None:
     outcome = without_each[privilege]
     assert outcome.failed is not None, f"the whole run passed without {privilege}"
-    assert "Permission check failed" in outcome.output, outcome.output[-4000:]
+    assert "Permission check failed" in outcome.output, "\n".join(outcome.errors()[:20])
