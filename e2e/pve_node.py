@@ -4,13 +4,14 @@ bpg's provider writes snippets over SSH, not through the API (docs/e2e.md): `id 
 `/bin/bash -c '... try_sudo /usr/bin/tee <storage path>/snippets/<file>'` with the file on stdin, then
 an SFTP stat. So the node is a real sshd: its own host key and authorized key, key-only, bash as the
 login shell, the SFTP subsystem, listening on 127.0.0.1 only, in the foreground (never a daemon), and
-killed with every process it started when the node stops. What it writes lands in the fake's dir
-storage, whose snippets the fake lists from the disk.
+killed with every process it started when the node stops, or when the thread that started it dies.
+What it writes lands in the fake's dir storage, whose snippets the fake lists from the disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import signal
@@ -51,6 +52,12 @@ def _keypair(path: Path, comment: str) -> None:
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True, capture_output=True
     )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the thread that started it dies, even by kill -9
+    (prctl PR_SET_PDEATHSIG), so no sshd outlives its harness."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
 def _free_port() -> int:
@@ -152,14 +159,19 @@ def node_sshd(directory: Path) -> Iterator[NodeSsh]:
     _keypair(directory / "host_key", "fake-pve-node")
     _keypair(directory / "client_key", "haproxy-lab-tests")
     (directory / "authorized_keys").write_text((directory / "client_key.pub").read_text())
-    PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+    if os.geteuid() == 0:  # as another user, sshd runs without privilege separation
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     log = directory / "sshd.log"
     for _attempt in range(5):  # another process may take the free port before sshd binds it
         port = _free_port()
         config = _config(directory, port, user.pw_name)
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                [SSHD, "-D", "-e", "-f", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                preexec_fn=_die_with_parent,  # a prctl call only, before exec
             )
         try:
             if _wait_listening(proc, port, log):
