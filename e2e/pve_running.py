@@ -7,7 +7,8 @@ thread of its own, its node sshd, and an API token holding exactly a given role.
         pve.state()                            # what the fake holds, read in its own thread
 
 Everything it starts (the event loop's thread, the HTTPS listener, sshd) stops when the block ends,
-on every exit path.
+on every exit path; sshd also dies with the thread that entered the block (enter it from a thread
+that outlives the block, e.g. the main thread).
 """
 
 from __future__ import annotations
