@@ -3,7 +3,7 @@
 A thin subclass (never a fork, never a patch of fakepve's modules): each override closes one gap
 between fakepve 0.5.0 and PVE 9 that matters to the provider, or adds a check PVE makes in its code
 (e2e/pve_permissions.py); docs/e2e.md lists every one with why. What a VM *is* lives behind a
-`Machines` (e2e/machines.py): the power task bodies call it, and the guest agent answers from it.
+`Machines` (e2e/machines.py): MachinePve (e2e/pve_power.py), its base, calls it from the power tasks.
 The node's storages are real: a dir storage is a directory, and its snippets are the files in it
 (the node's sshd writes them, e2e/pve_node.py).
 """
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import contextvars
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fakepve import FakePve, PveError, TaskError
+from fakepve import PveError, TaskError
 from fakepve import schema as pve_schema
 from fakepve.lxc import SIZE_UNITS, format_size
 from fakepve.qemu import CREATE_ONLY, DRIVE_KEY, is_cdrom, join_drive, split_drive, volume_ref
@@ -26,7 +25,8 @@ from fakepve.server import USER, params
 from fakepve.storage import _is_file
 
 from e2e import pve_permissions as pve_code
-from e2e.machines import Machines, VmSpec
+from e2e.machines import Machines
+from e2e.pve_power import MachinePve
 
 # Content of a dir storage: PVE's `local` with Import and Snippets enabled, as the README asks.
 DIR_CONTENT = "iso,vztmpl,backup,import,snippets"
@@ -36,7 +36,6 @@ MANAGEMENT_BRIDGE = "vmbr0"
 # (path, privilege) pairs this request passed in PVE's own checks (e2e/pve_permissions.py): fakepve's
 # table for the same request, which differs from PVE's, must then let them pass.
 _VETTED: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar("vetted", default=frozenset())
-_REBOOTING: contextvars.ContextVar[bool] = contextvars.ContextVar("rebooting", default=False)
 _CONFIG_PRIVILEGES = (
     "VM.Config.CDROM",
     "VM.Config.CPU",
@@ -63,7 +62,7 @@ def _config_vetted(vmid: int) -> frozenset[tuple[str, str]]:
     return frozenset((f"/vms/{vmid}", priv) for priv in _CONFIG_PRIVILEGES)
 
 
-class LabPve(FakePve):  # type: ignore[misc]  # fakepve is untyped
+class LabPve(MachinePve):
     """A fake PVE 9 node on loopback for the provider (see the module's docstring)."""
 
     def __init__(
@@ -303,20 +302,9 @@ class LabPve(FakePve):  # type: ignore[misc]  # fakepve is untyped
         file = directory / name.split("/", 1)[1]
         return file.read_text() if file.is_file() else None
 
-    # -------------------------------------------------------------------- power and guest agent
+    # ------------------------------------------------------------------------- gaps: starting
 
-    def vm_spec(self, vm: Any) -> VmSpec:
-        config = {key: str(value) for key, value in vm.config.items()}
-        user = dict(part.split("=", 1) for part in config.get("cicustom", "").split(",") if "=" in part).get("user")
-        return VmSpec(
-            vmid=vm.vmid,
-            name=vm.name,
-            node=vm.node,
-            config=config,
-            user_data=self.snippet_text(user) if user else None,
-        )
-
-    def _start_problem(self, vm: Any) -> str | None:
+    def start_problem(self, vm: Any) -> str | None:
         """Why PVE would fail to start this VM, from what the fake models: a NIC on a bridge the node
         lacks (pve-common Network.pm, read_bridge_mtu), a cicustom snippet that is not there
         (qemu-server Cloudinit.pm, read_cloudinit_snippets_file)."""
@@ -330,92 +318,3 @@ class LabPve(FakePve):  # type: ignore[misc]  # fakepve is untyped
             if volid and self.snippet_text(volid) is None:
                 return f"unable to open file '{volid}' - No such file or directory"
         return None
-
-    async def task(
-        self,
-        node: str,
-        ttype: str,
-        tid: Any,
-        user: str,
-        body: Callable[[], Awaitable[Any]],
-        vm: Any = None,
-        lock: bool = True,
-        log: Sequence[str] = (),
-    ) -> Any:
-        """Every fakepve task; a VM's power tasks call the machines from inside their bodies."""
-        power = {
-            "qmcreate": self._created,
-            "qmstart": self._started,
-            "qmstop": self._stopped,
-            "qmreboot": self._rebooted,
-            "qmdestroy": self._destroyed,
-        }.get(ttype)
-        if power is not None and vm is not None:
-            fake_body, on_vm = body, vm
-
-            async def body() -> Any:
-                return await power(on_vm, fake_body)
-
-        return await super().task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
-
-    async def _created(self, vm: Any, fake_body: Callable[[], Awaitable[Any]]) -> Any:
-        note = await fake_body()
-        if vm.status == "running":  # created with start=1
-            await self.machines.start(self.vm_spec(vm))
-        return note
-
-    async def _started(self, vm: Any, fake_body: Callable[[], Awaitable[Any]]) -> Any:
-        problem = None if vm.status == "running" else self._start_problem(vm)
-        if problem:
-            raise TaskError(problem)
-        note = await fake_body()
-        try:
-            await self.machines.start(self.vm_spec(vm))
-        except Exception as error:
-            vm.status = vm.qmpstatus = "stopped"
-            raise TaskError(f"start failed: {error}") from error
-        return note
-
-    async def _stopped(self, vm: Any, fake_body: Callable[[], Awaitable[Any]]) -> Any:
-        await self.machines.stop(vm.vmid)
-        return await fake_body()
-
-    async def _powerdown(self, vm: Any, p: Mapping[str, Any]) -> str | None:
-        """A shutdown (or the first half of fakepve's reboot): the machine powers off, or is stopped
-        hard with forceStop, else the task fails as PVE's does at its timeout."""
-        if _REBOOTING.get():
-            return None  # the machine reboots in place: Machines.reboot, after the pending changes
-        timeout = float(p.get("timeout") or self.shutdown_default_timeout)
-        if await self.machines.shutdown(vm.vmid, timeout):
-            vm.status = vm.qmpstatus = "stopped"
-            return None
-        if str(p.get("forceStop", "0")) in ("1", "true"):
-            await self.machines.stop(vm.vmid)
-            vm.status = vm.qmpstatus = "stopped"
-            return "VM still running - terminating now with SIGTERM"
-        raise TaskError("VM quit/powerdown failed - got timeout")
-
-    async def _rebooted(self, vm: Any, fake_body: Callable[[], Awaitable[Any]]) -> Any:
-        token = _REBOOTING.set(True)
-        try:
-            note = await fake_body()  # applies the pending changes
-        finally:
-            _REBOOTING.reset(token)
-        await self.machines.reboot(self.vm_spec(vm))
-        vm.started_at = time.time()
-        return note
-
-    async def _destroyed(self, vm: Any, fake_body: Callable[[], Awaitable[Any]]) -> Any:
-        note = await fake_body()
-        await self.machines.destroy(vm.vmid)
-        return note
-
-    async def _agent_call(self, match: Any, values: dict[str, Any]) -> Any:
-        # fakepve answers from a fixed table; the agent of a running VM is its machine's.
-        vm = self.find(values["node"], values["vmid"])
-        agent = str(vm.config.get("agent", "0"))
-        enabled = agent.split(",")[0].split("=")[-1] in ("1", "true")
-        if vm.status == "running" and enabled:
-            answer = self.machines.interfaces(vm.vmid)
-            vm.agent = None if answer is None else {"interfaces": answer}
-        return await super()._agent_call(match, values)
