@@ -1,10 +1,10 @@
 """Run the real Pulumi engine (CLI, language host, provider plugins) on a copy of the project.
 
 Each Workspace is a temp dir with: a copy of the project (its .venv a link to the repo's), the stack's
-state in a local file backend, PULUMI_HOME, and secrets encrypted with a passphrase. The engine is the
-one tools/build-pulumi.sh caches (or a pulumi CLI on PATH at the pinned version); its plugins are found
-as ambient plugins on PATH. Nothing is ever pointed at a non-loopback address: tests set
-proxmoxve:endpoint to the fake Proxmox API (tests/fake_proxmox.py).
+state in a local file backend, PULUMI_HOME and a HOME of its own, and secrets encrypted with a
+passphrase. The engine is the one tools/build-pulumi.sh caches (or a pulumi CLI on PATH at the pinned
+version); its plugins are found as ambient plugins on PATH. Nothing is ever pointed at a non-loopback
+address: tests set proxmoxve:endpoint to the fake Proxmox node (e2e/pve_running.py).
 """
 
 from __future__ import annotations
