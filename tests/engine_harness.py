@@ -1,10 +1,10 @@
 """Run the real Pulumi engine (CLI, language host, provider plugins) on a copy of the project.
 
 Each Workspace is a temp dir with: a copy of the project (its .venv a link to the repo's), the stack's state in a
-local file backend, PULUMI_HOME, and secrets encrypted with a passphrase. The engine is the one tools/build-pulumi.sh
-caches, or the one installed the ordinary way (find_engine; docs/engine.md says which pieces each case uses);
-its plugins are found as ambient plugins on PATH. Nothing is ever pointed at a non-loopback address: tests set
-proxmoxve:endpoint to the fake Proxmox API (tests/fake_proxmox.py).
+local file backend, PULUMI_HOME and a HOME of its own, and secrets encrypted with a passphrase. The engine is the
+one tools/build-pulumi.sh caches, or the one installed the ordinary way (find_engine; docs/engine.md says which
+pieces each case uses); its plugins are found as ambient plugins on PATH. Nothing is ever pointed at a
+non-loopback address: tests set proxmoxve:endpoint to the fake Proxmox node (e2e/pve_running.py).
 """
 
 from __future__ import annotations
@@ -166,14 +166,17 @@ class Workspace:
         engine: Engine,
         source: Path = REPO,
         *,
+        stack: str = STACK,
         execute_commands: bool = False,
         prefix: tuple[str, ...] = (),
     ) -> None:
         self.root = root
+        self.stack = stack
         self.project = root / "project"
         self.state = root / "state"
         self.prefix = prefix
         self.state.mkdir(parents=True)
+        (root / "user-home").mkdir()
         shutil.copytree(
             source,
             self.project,
@@ -190,6 +193,7 @@ class Workspace:
             **({EXECUTE_ENV: "1"} if execute_commands else {}),
             "PATH": os.pathsep.join([*map(str, engine.path), os.environ.get("PATH", "")]),
             "PULUMI_HOME": str(root / "home"),
+            "HOME": str(root / "user-home"),  # the proxmoxve plugin writes ~/.ssh/known_hosts: never the real one
             "PULUMI_BACKEND_URL": f"file://{self.state}",
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
@@ -201,7 +205,7 @@ class Workspace:
 
     @property
     def stack_file(self) -> Path:
-        return self.project / f"Pulumi.{STACK}.yaml"
+        return self.project / f"Pulumi.{self.stack}.yaml"
 
     def pulumi(self, *args: str, stdin: str | None = None, check: bool = True, timeout: int = 240) -> Result:
         # A session of its own: past the timeout, the CLI goes with its plugins and the program (killing
@@ -230,7 +234,7 @@ class Workspace:
     def init_stack(self, endpoint: str, config: dict[str, Any] | None = None) -> None:
         """The dev stack's plan (Pulumi.dev.yaml), `config` on top, the endpoint on loopback, secrets set."""
         assert endpoint.startswith(("https://127.0.0.1:", "ftp://127.0.0.1:")), endpoint
-        self.pulumi("stack", "init", STACK)  # writes the passphrase's salt into the stack file
+        self.pulumi("stack", "init", self.stack)  # writes the passphrase's salt into the stack file
         salt = yaml.safe_load(self.stack_file.read_text())
         plan = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
         plan.update(config or {})
@@ -249,4 +253,4 @@ class Workspace:
         self.stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def preview(self, *extra: str, check: bool = True) -> Result:
-        return self.pulumi("preview", "--json", "--stack", STACK, *extra, check=check)
+        return self.pulumi("preview", "--json", "--stack", self.stack, *extra, check=check)

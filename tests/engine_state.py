@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.engine_harness import STACK, Workspace
+from tests.engine_harness import Workspace
 from tests.pulumi_harness import VM, run_program, stack_config
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for a value known only after apply
@@ -118,7 +118,7 @@ def _resource_id(kind: str, inputs: dict[str, Any], planned_id: str, mocked_id: 
 
 
 def _default_providers(workspace: Workspace, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    config = workspace.pulumi("config", "--json", "--show-secrets", "--stack", STACK).json()
+    config = workspace.pulumi("config", "--json", "--show-secrets", "--stack", workspace.stack).json()
     providers = []
     for urn in sorted({r["provider"].rsplit("::", 1)[0] for r in resources if r.get("provider")}):
         package = urn.split("::")[2].removeprefix("pulumi:providers:")
@@ -141,11 +141,11 @@ def _default_providers(workspace: Workspace, resources: list[dict[str, Any]]) ->
 def import_state(workspace: Workspace, resources: list[dict[str, Any]]) -> None:
     """Replace the stack's state by these resources (`pulumi stack import`; secrets in plain text are
     encrypted by the engine with the stack's own secrets provider)."""
-    exported = workspace.pulumi("stack", "export", "--stack", STACK).json()
+    exported = workspace.pulumi("stack", "export", "--stack", workspace.stack).json()
     exported["deployment"]["resources"] = resources
     deployment = workspace.root / "deployment.json"
     deployment.write_text(json.dumps(exported))
-    workspace.pulumi("stack", "import", "--stack", STACK, "--file", str(deployment))
+    workspace.pulumi("stack", "import", "--stack", workspace.stack, "--file", str(deployment))
 
 
 def import_planned_state(workspace: Workspace, plan: dict[str, Any], rounds: int = 3) -> list[dict[str, Any]]:
@@ -222,7 +222,7 @@ def _planned_outputs(workspace: Workspace) -> dict[str, dict[str, Any]]:
     The engine's event log carries them (`preview --json` shows outputs only for replacements)."""
     log = workspace.root / "events.jsonl"
     log.unlink(missing_ok=True)
-    workspace.pulumi("preview", "--stack", STACK, "--event-log", str(log), "--show-secrets")
+    workspace.pulumi("preview", "--stack", workspace.stack, "--event-log", str(log), "--show-secrets")
     planned = {}
     for line in log.read_text().splitlines():
         event = json.loads(line).get("resOutputsEvent")

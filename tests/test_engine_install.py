@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from e2e.pve_running import running_pve
 from tests.engine_harness import BUNDLED_WITH_CLI, PLUGINS, REPO, Engine, Workspace, engine, find_engine, versions
-from tests.fake_proxmox import fake_proxmox
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -75,8 +75,7 @@ def test_build_pulumi_builds_nothing_when_the_engine_is_installed(installed: Pat
 def test_a_preview_runs_on_the_installed_engine(installed: Path) -> None:
     found = find_engine()
     assert isinstance(found, Engine)
-    (installed / "fake-pve").mkdir()
-    with fake_proxmox(installed / "fake-pve") as fake:
+    with running_pve(installed / "fake-pve") as fake:
         workspace = Workspace(installed / "ws", found)
         workspace.init_stack(fake.endpoint)
         result = workspace.preview()

@@ -26,9 +26,10 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 # The rehearsal: real HAProxy and web servers on loopback; --ha adds keepalived, nft and curl (track script)
 # in network namespaces (iproute2). dash runs the shipped scripts as the VMs' /bin/sh does.
 REHEARSAL_APT="haproxy python3 python3-venv curl ca-certificates dash iproute2 keepalived nftables"
-# The tests: HAProxy 3.0's build deps, cloud-init's schema check, wrk for the benchmark, the scripts' tools.
+# The tests: HAProxy 3.0's build deps, cloud-init's schema check, wrk for the benchmark, the scripts' tools,
+# sshd (the fake Proxmox node's snippet uploads, the command plugin's tests).
 TEST_APT="$REHEARSAL_APT python3-pip build-essential libssl-dev libpcre2-dev cloud-init wrk debian-archive-keyring \
-util-linux mount psmisc"
+util-linux mount psmisc openssh-server"
 
 # apt_install PACKAGE...: install the packages that are not installed yet (one apt-get update, only then).
 apt_install() {
@@ -77,6 +78,13 @@ apt_install $TEST_APT
 if [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --quiet cloud-init-local cloud-init cloud-config cloud-final 2>/dev/null || true
 fi
+# openssh-server is here for its sshd binary only (the fake Proxmox node's sshd in the tests, e2e/pve_node.py,
+# runs on loopback with its own config): when setup installed it, the machine's own SSH service stays off.
+case "$missing" in *openssh-server*)
+    if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now --quiet ssh.service ssh.socket 2>/dev/null || true
+    fi ;;
+esac
 
 log "HAProxy 3.0 (for haproxy -c on both sides of the VMs' 2.8)"
 $SUDO sh tools/build-haproxy3.sh
