@@ -17,7 +17,7 @@ lab = Lab("haproxy-lab", LabArgs(lab=lab_config, secrets=secrets))
 pulumi.export("lbUrl", lab.lb_url)
 pulumi.export("statsUrl", lab.stats_url)
 pulumi.export("webServers", lab.web_servers)
-if lab_config.standby is not None:
+if lab_config.is_pair:
     # The pair's own addresses (each stats page answers there too); lbUrl and statsUrl use the virtual IP.
     pulumi.export("loadBalancers", lab.load_balancers)
 pulumi.export("statsUser", lab_config.haproxy.stats_user)

@@ -39,10 +39,8 @@ class Lab(pulumi.ComponentResource):
     """HAProxy's stats page (password protected)."""
     web_servers: pulumi.Output[dict[str, str]]
     """Each web server's name and static address."""
-    load_balancer: LoadBalancer
-    """The load-balancer component (the first of a pair)."""
-    standby: LoadBalancer | None
-    """The standby's component in an HA pair."""
+    balancers: tuple[LoadBalancer, ...]
+    """The load-balancer components, in plan order (the second one is an HA pair's standby)."""
     load_balancers: pulumi.Output[dict[str, str]]
     """Each load balancer's name and own address (its stats page answers there too)."""
     servers: tuple[WebServerVm, ...]
@@ -86,7 +84,7 @@ class Lab(pulumi.ComponentResource):
             return images.get(lab.node_for(host))
 
         keepalived = pair_settings(lab)
-        balancers = [
+        self.balancers = tuple(
             LoadBalancer(
                 f"{name}-{host.key}",
                 LoadBalancerArgs(
@@ -99,10 +97,8 @@ class Lab(pulumi.ComponentResource):
                 child,
             )
             for host in lab.load_balancers
-        ]
-        self.load_balancer = balancers[0]
-        self.standby = balancers[1] if len(balancers) > 1 else None
-        access = [LoadBalancerAccess(ssh=lb.ssh, config_applied=lb.config_applied) for lb in balancers]
+        )
+        access = tuple(LoadBalancerAccess(ssh=lb.ssh, config_applied=lb.config_applied) for lb in self.balancers)
         servers: list[WebServerVm] = []
         for server in lab.web_servers:
             # Rolling: this server is drained only once the previous one is back (ready) in HAProxy.
@@ -115,8 +111,7 @@ class Lab(pulumi.ComponentResource):
                         server=server,
                         secrets=args.secrets,
                         image_id=image_for(server),
-                        load_balancer=access[0],
-                        standby=access[1] if len(access) > 1 else None,
+                        load_balancers=access,
                         deploy_after=previous,
                     ),
                     child,

@@ -17,18 +17,20 @@ import pulumi
 import pulumi_command as command
 
 from components.provisioning import boot_vm, run_script
+from components.remote import Budget
 from plan.model import Host, LabConfig, LabSecrets
+from plan.values import HTTP_PORT
 from render.haproxy_cfg import render_lab_haproxy_cfg
 from render.keepalived import KeepalivedSettings, keepalived_bundle
 from render.shipping import sha256_hex, tar_gz_base64
 
-INSTALL_MINUTES = 20
-APPLY_MINUTES = 10
+INSTALL = Budget.minutes(20)
+APPLY = Budget.minutes(10)
 
 
 def site_url(ip: str, port: int) -> str:
     """The URL clients use: no port in it when it is HTTP's own."""
-    return f"http://{ip}/" if port == 80 else f"http://{ip}:{port}/"
+    return f"http://{ip}/" if port == HTTP_PORT else f"http://{ip}:{port}/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,8 +61,6 @@ class LoadBalancer(pulumi.ComponentResource):
     HAProxy knows every server of the plan before one is drained."""
     ssh: command.remote.ConnectionArgs
     """How to reach the load balancer (finite dial retries): web servers drain themselves through it."""
-    keepalived_applied: command.remote.Command | None
-    """The command that applied keepalived.conf (None outside an HA pair)."""
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:LoadBalancer", name, None, opts)
@@ -74,9 +74,7 @@ class LoadBalancer(pulumi.ComponentResource):
             image_id=args.image_id,
             private_key=args.secrets.ssh_private_key,
         )
-        install = run_script(
-            self, name, booted, "install-haproxy.sh", previous=booted.cloud_init, timeout_minutes=INSTALL_MINUTES
-        )
+        install = run_script(self, name, booted, "install-haproxy.sh", previous=booted.cloud_init, budget=INSTALL)
         # The rendered file carries the stats password: derived from a secret, it stays a secret Output,
         # travels on stdin (never on a command line), and even its hash is kept secret.
         haproxy_cfg = args.secrets.stats_password.apply(lambda password: render_lab_haproxy_cfg(lab, password))
@@ -86,27 +84,26 @@ class LoadBalancer(pulumi.ComponentResource):
             booted,
             "apply-haproxy-cfg.sh",
             previous=install,
-            timeout_minutes=APPLY_MINUTES,
+            budget=APPLY,
             stdin=haproxy_cfg,
             shipped_hash=haproxy_cfg.apply(sha256_hex),
             logging=command.remote.Logging.STDERR,
         )
-        self.keepalived_applied = None
         if args.keepalived is not None:
             install_keepalived = run_script(
-                self, name, booted, "install-keepalived.sh", previous=install, timeout_minutes=INSTALL_MINUTES
+                self, name, booted, "install-keepalived.sh", previous=install, budget=INSTALL
             )
             # No secret in it (VRRPv3 has no authentication; the firewall admits the peer only).
             bundle = tar_gz_base64(keepalived_bundle(args.keepalived))
             # After haproxy.cfg: keepalived's track script asks the liveness listener that config adds.
-            self.keepalived_applied = run_script(
+            run_script(
                 self,
                 name,
                 booted,
                 "apply-keepalived-conf.sh",
                 previous=install_keepalived,
                 after=[self.config_applied],
-                timeout_minutes=APPLY_MINUTES,
+                budget=APPLY,
                 stdin=bundle,
                 stdin_is_bundle=True,
                 shipped_hash=sha256_hex(bundle),

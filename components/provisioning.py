@@ -6,7 +6,8 @@ cloud-init, then run our scripts in order. Day 2 rules (see the README's "Update
   (its id is in the step's triggers: pulumi-command gives every new run a new id);
 - the first step re-runs whenever the VM is a new instance (its MAC address is in the triggers), so
   a VM re-created with the same inputs is provisioned again from scratch;
-- every step has create/update/delete timeouts, and only the first one dials SSH until it answers.
+- every step has a Budget (components/remote.py): its custom timeouts, and the bound the VM enforces on
+  its command line; only the first step dials SSH until it answers.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.remote import WAIT_FOR_BOOT, connection, sudo_script, sudo_script_with_bundle, timeouts
+from components.remote import Budget, RootScript, connection
 from components.vm import LabVm, LabVmArgs
 from plan.model import Host, LabConfig
 from render.shipping import script_text, sha256_hex
+
+# Create: a fresh VM's boot, cloud-init and its package installs. Update: the same step on a VM that
+# has long booted (its connection changed, e.g. a new key): dialing forever must end sooner.
+WAIT_FOR_BOOT = Budget.minutes(30, update=5)
 
 
 @dataclass(frozen=True)
@@ -36,24 +41,30 @@ def remote_step(
     owner: pulumi.ComponentResource,
     resource_name: str,
     ssh: command.remote.ConnectionArgs,
-    create: str,
+    script: RootScript,
     *,
+    budget: Budget,
     triggers: Sequence[pulumi.Input[str]],
     after: Sequence[pulumi.Resource],
-    timeout_minutes: int,
     stdin: pulumi.Input[str] | None = None,
     logging: command.remote.Logging | None = None,
 ) -> command.remote.Command:
-    """One remote command, child of `owner`: runs after `after`, re-runs when `triggers` change, and
-    fails instead of hanging after `timeout_minutes`."""
+    """`script` as root on the VM, child of `owner`: runs after `after`, re-runs when `triggers` change,
+    and is stopped on the VM when it runs past `budget` (the step then fails with a message saying so)."""
+    update = budget.on_update
     return command.remote.Command(
         resource_name,
         connection=ssh,
-        create=create,
+        create=script.command_line(budget),
+        # An update runs `create` unless `update` is set: set only when its budget differs.
+        update=None if update == budget else script.command_line(update),
         stdin=stdin,
         triggers=list(triggers),
         logging=logging,
-        opts=pulumi.ResourceOptions(parent=owner, depends_on=list(after), custom_timeouts=timeouts(timeout_minutes)),
+        # pulumi-command would pass the previous run's output with SSH Setenv, which a stock sshd refuses
+        # (AcceptEnv): a warning on every run, and no script of ours reads it.
+        add_previous_output_in_env=False,
+        opts=pulumi.ResourceOptions(parent=owner, depends_on=list(after), custom_timeouts=budget.custom_timeouts()),
     )
 
 
@@ -74,13 +85,15 @@ def boot_vm(
         pulumi.ResourceOptions(parent=owner),
     )
     text = script_text("wait-for-cloud-init.sh")
-    cloud_init = command.remote.Command(
+    cloud_init = remote_step(
+        owner,
         f"{name}-cloud-init",
-        connection=connection(host, lab.ssh, private_key, wait_for_boot=True),
-        create=sudo_script(text, "wait-for-cloud-init.sh"),
+        connection(host, lab.ssh, private_key, wait_for_boot=True),
+        RootScript(text, "wait-for-cloud-init.sh"),
+        budget=WAIT_FOR_BOOT,
         # A new VM instance (new MAC address) starts the whole chain of steps again.
         triggers=[sha256_hex(text), vm.instance],
-        opts=pulumi.ResourceOptions(parent=owner, depends_on=[vm], custom_timeouts=WAIT_FOR_BOOT),
+        after=[vm],
     )
     return BootedVm(vm=vm, ssh=connection(host, lab.ssh, private_key), cloud_init=cloud_init)
 
@@ -99,7 +112,7 @@ def run_script(
     script: str,
     *,
     previous: command.remote.Command,
-    timeout_minutes: int,
+    budget: Budget,
     after: Sequence[pulumi.Resource] = (),
     stdin: pulumi.Input[str] | None = None,
     stdin_is_bundle: bool = False,
@@ -109,15 +122,14 @@ def run_script(
     """Run files/scripts/<script> as root on the VM after `previous` (and `after`); re-run per
     script_triggers. With `stdin_is_bundle`, stdin is a bundle of files (render.shipping) and the
     script gets their directory as its argument."""
-    text = script_text(script)
     return remote_step(
         owner,
         f"{name}-{script.removesuffix('.sh')}",
         booted.ssh,
-        sudo_script_with_bundle(text, script) if stdin_is_bundle else sudo_script(text, script),
+        RootScript(script_text(script), script, bundle=stdin_is_bundle),
+        budget=budget,
         triggers=script_triggers(script, previous, shipped_hash),
         after=[previous, *after],
-        timeout_minutes=timeout_minutes,
         stdin=stdin,
         logging=logging,
     )

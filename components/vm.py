@@ -116,6 +116,9 @@ class LabVm(pulumi.ComponentResource):
             timeout_stop_vm=STOP_TIMEOUT_S,
             clone=clone,
             boot_orders=[proxmox.boot_disk],
+            # An empty CD drive. Left out, the provider's default (ide3, file "") asks for the node's own CD
+            # drive, which Proxmox grants only with Sys.Console on / (docs/e2e.md, "The CD-ROM").
+            cdrom=proxmoxve.VmLegacyCdromArgs(file_id="none"),
             # virtio-scsi-single gives each SCSI disk its own controller, which iothread needs.
             scsi_hardware="virtio-scsi-single",
             agent=proxmoxve.VmLegacyAgentArgs(enabled=True, trim=True, timeout="15m"),

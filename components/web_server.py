@@ -16,15 +16,15 @@ import pulumi
 import pulumi_command as command
 
 from components.provisioning import boot_vm, remote_step, run_script, script_triggers
-from components.remote import sudo_script
+from components.remote import Budget, RootScript
 from plan.model import LabConfig, LabSecrets, WebServer
 from render.shipping import script_text, sha256_hex, tar_gz_base64
 from render.webapp import webapp_bundle
 
-INSTALL_MINUTES = 20
-DEPLOY_MINUTES = 20
+INSTALL = Budget.minutes(20)
+DEPLOY = Budget.minutes(20)
 # drain waits (bounded, in the script) for sessions to end; ready for the server's check to pass.
-SERVER_STATE_MINUTES = 10
+SERVER_STATE = Budget.minutes(10)
 SERVER_STATE_SCRIPT = "haproxy-server-state.sh"
 
 
@@ -46,11 +46,10 @@ class WebServerArgs:
     server: WebServer
     secrets: LabSecrets
     image_id: pulumi.Input[str] | None
-    load_balancer: LoadBalancerAccess
+    load_balancers: tuple[LoadBalancerAccess, ...]
+    """Each load balancer of the plan, in its order: the server is drained and set ready on each (in a pair,
+    either may be the active one when the rollout runs)."""
     deploy_after: Sequence[pulumi.Resource] = field(default_factory=tuple)
-    standby: LoadBalancerAccess | None = None
-    """The HA pair's second load balancer: the server is drained and set ready there too (either may be
-    the active one when the rollout runs)."""
 
 
 class WebServerVm(pulumi.ComponentResource):
@@ -67,7 +66,7 @@ class WebServerVm(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WebServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:WebServer", name, None, opts)
-        lab, server, lb = args.lab, args.server, args.load_balancer
+        lab, server = args.lab, args.server
         booted = boot_vm(
             self,
             name,
@@ -77,9 +76,7 @@ class WebServerVm(pulumi.ComponentResource):
             image_id=args.image_id,
             private_key=args.secrets.ssh_private_key,
         )
-        install = run_script(
-            self, name, booted, "install-docker.sh", previous=booted.cloud_init, timeout_minutes=INSTALL_MINUTES
-        )
+        install = run_script(self, name, booted, "install-docker.sh", previous=booted.cloud_init, budget=INSTALL)
         # The app trusts X-Forwarded-For from the load balancers only (a comma-separated list).
         trusted = ",".join(str(host.ip) for host in lab.load_balancers)
         bundle = tar_gz_base64(webapp_bundle(server, trusted_proxies=trusted))
@@ -90,7 +87,9 @@ class WebServerVm(pulumi.ComponentResource):
         state_text = script_text(SERVER_STATE_SCRIPT)
         drain_triggers = [sha256_hex(state_text), *script_triggers("deploy-webapp.sh", install, bundle_hash)]
         # In a pair, on both load balancers, one after the other; the first one's step names are unchanged.
-        balancers = [(name, lb), *([] if args.standby is None else [(f"{name}-standby", args.standby)])]
+        balancers = [
+            (name if index == 0 else f"{name}-standby", access) for index, access in enumerate(args.load_balancers)
+        ]
         drains: list[command.remote.Command] = []
         for prefix, access in balancers:
             drains.append(
@@ -98,10 +97,10 @@ class WebServerVm(pulumi.ComponentResource):
                     self,
                     f"{prefix}-drain",
                     access.ssh,
-                    sudo_script(state_text, SERVER_STATE_SCRIPT, "drain", server.name),
+                    RootScript(state_text, SERVER_STATE_SCRIPT, ("drain", server.name)),
+                    budget=SERVER_STATE,
                     triggers=drain_triggers,
                     after=[access.config_applied, *args.deploy_after, *drains],
-                    timeout_minutes=SERVER_STATE_MINUTES,
                 )
             )
         self.deployed = run_script(
@@ -111,7 +110,7 @@ class WebServerVm(pulumi.ComponentResource):
             "deploy-webapp.sh",
             previous=install,
             after=drains,
-            timeout_minutes=DEPLOY_MINUTES,
+            budget=DEPLOY,
             stdin=bundle,
             stdin_is_bundle=True,
             shipped_hash=bundle_hash,
@@ -123,10 +122,10 @@ class WebServerVm(pulumi.ComponentResource):
                     self,
                     f"{prefix}-ready",
                     access.ssh,
-                    sudo_script(state_text, SERVER_STATE_SCRIPT, "ready", server.name),
+                    RootScript(state_text, SERVER_STATE_SCRIPT, ("ready", server.name)),
+                    budget=SERVER_STATE,
                     triggers=[sha256_hex(state_text), self.deployed.id],
                     after=[self.deployed, *readies],
-                    timeout_minutes=SERVER_STATE_MINUTES,
                 )
             )
         self.rolled_out = readies[-1]

@@ -1,7 +1,7 @@
 """The seam between the fake Proxmox API and the machines behind its VMs.
 
 The fake (e2e.pve) keeps Proxmox's bookkeeping: configs, tasks, locks, permissions. What a VM *is* lives
-behind this protocol: `ConfigMachines` (e2e.pve) has no machine at all, for tests of the Proxmox side
+behind this protocol: `ConfigMachines` (e2e.config_machines) has no machine at all, for tests of the Proxmox side
 alone; `NspawnMachines` (e2e.guests) boots a real Linux guest per VM. The fake calls these from inside
 its task bodies, so a task ends when the machine has done what the task says.
 """

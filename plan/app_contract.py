@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plan.values import HTTP_PORT
+
 HEALTH_PATH = "/healthz"
 CONTAINER_PORT = 8080  # inside the container, as a non-root user
-SERVER_PORT = 80  # on the web-server VM: what HAProxy connects to (compose maps it to CONTAINER_PORT)
+SERVER_PORT = HTTP_PORT  # on the web-server VM: what HAProxy connects to (compose maps it to CONTAINER_PORT)
 
 
 def local_health_url(port: int = SERVER_PORT) -> str:

@@ -121,22 +121,21 @@ class LabConfig:
     vm_size: VmSize
     ssh: Ssh
     haproxy: Haproxy
-    load_balancer: Host
+    load_balancers: tuple[Host, ...]
+    """`loadBalancer`, then in an HA pair `loadBalancer.standby`: one tuple from here to the components."""
     web_servers: tuple[WebServer, ...]
-    standby: Host | None = None
-    """The second load balancer of an HA pair (`loadBalancer.standby`); None for a single load balancer."""
     virtual_ip: ipaddress.IPv4Address | None = None
-    """The address VRRP moves between the pair (`loadBalancer.virtualIp`); set exactly when `standby` is."""
+    """The address VRRP moves between the pair (`loadBalancer.virtualIp`); set exactly when there is a pair."""
 
     @property
-    def load_balancers(self) -> tuple[Host, ...]:
-        """The load balancer, then the standby when there is one."""
-        return (self.load_balancer,) if self.standby is None else (self.load_balancer, self.standby)
+    def is_pair(self) -> bool:
+        """Two load balancers behind the virtual IP (keepalived), rather than one."""
+        return len(self.load_balancers) == 2
 
     @property
     def site_ip(self) -> ipaddress.IPv4Address:
         """Where clients reach the site: the virtual IP of a pair, else the load balancer's address."""
-        return self.load_balancer.ip if self.virtual_ip is None else self.virtual_ip
+        return self.load_balancers[0].ip if self.virtual_ip is None else self.virtual_ip
 
     @property
     def hosts(self) -> tuple[Host, ...]:

@@ -287,7 +287,7 @@ def _parse_haproxy(r: v.Reader, raw_any: Any, cidr: ipaddress.IPv4Network | None
         return text
 
     algorithm = r.value(raw, "haproxy", "balance", balance, f"one of {', '.join(v.BALANCE_ALGORITHMS)}", "roundrobin")
-    frontend = r.value(raw, "haproxy", "frontendPort", v.integer(1, 65535), "a TCP port from 1 to 65535", 80)
+    frontend = r.value(raw, "haproxy", "frontendPort", v.integer(1, 65535), "a TCP port from 1 to 65535", v.HTTP_PORT)
     stats = r.value(raw, "haproxy", "statsPort", v.integer(1, 65535), "a TCP port from 1 to 65535", 8404)
     user = r.value(
         raw,
@@ -388,8 +388,7 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
         vm_size=vm_size,
         ssh=ssh,
         haproxy=haproxy,
-        load_balancer=load_balancer,
+        load_balancers=(load_balancer,) if standby is None else (load_balancer, standby),
         web_servers=tuple(web_servers),
-        standby=standby,
         virtual_ip=virtual_ip,
     )

@@ -38,7 +38,8 @@ STATS_USER = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 # The file name Proxmox stores a downloaded image under: a real name, not a bare extension.
 IMAGE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}\.(img|qcow2)$")
 MAX_STATS_PASSWORD = 256  # HAProxy reads one config word; far above any generated password
-SSH_PORT = 22
+SSH_PORT = 22  # sshd: the remote commands connect to it, the firewall opens it to admins
+HTTP_PORT = 80  # the web servers publish the app on it; the default frontend port; a URL without a port
 MAX_FQDN = 253  # DNS's limit for a whole name: cloud-init's fqdn and HAProxy's health-check Host header
 SHOWN_LIMIT = 80  # longest value an error message repeats
 HIDDEN = "(a secret value, not shown)"

@@ -1,10 +1,14 @@
-"""`python -m rehearsal`: run the stack's plan on loopback and print the six checks and the two day-2
-drills as a table.
+"""`python -m rehearsal` (README command #1, `./tools/rehearse`): run the stack's plan for real on this machine
+and print its checks as a table.
 
-Why a CLI of its own: it proves, before any VM exists, that the shipped haproxy.cfg template, web app and
-scripts balance, fail over, recover, survive a crash and a hang, a rolling update of every server and a
-server added then removed, without a client-visible error.
-Exit status: 0 when every check passes, 1 when one fails, 2 when the lab could not be set up.
+Two labs, one command line: by default the dev stack on loopback (real HAProxy and web servers: the
+report's four tests, a crash and a hang drill, a rolling update, a server added then removed); with
+`--ha` the HA pair of the ha stack in network namespaces (keepalived + HAProxy x 2, five failover drills
+under load; needs root). Why a CLI of its own: it proves, before any VM exists, that the shipped
+haproxy.cfg template, keepalived.conf, web app and scripts behave as the README says.
+Exit status: 0 when every check passes, 1 when one fails, 2 when the lab could not be set up. Every
+process (and namespace) is removed on every exit; the work directory (logs, haproxy.cfg with the run's
+throw-away password) too, unless --keep-logs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,12 +24,12 @@ from pathlib import Path
 from plan.model import ConfigError
 from plan.stack_file import load_stack_file
 from rehearsal import checks, day2
-from rehearsal.checks import CheckResult
+from rehearsal.ha.drills import run_drills
+from rehearsal.ha.netns_pair import HaPair
 from rehearsal.local_lab import LocalLab, ServerSpec
-from rehearsal.plan import rehearsal_setup
+from rehearsal.loopback import rehearsal_setup
 from rehearsal.progress import progress, stop_like_ctrl_c
-
-FIGURES_WIDTH = 88
+from rehearsal.results import CheckResult, format_table
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -34,10 +37,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m rehearsal",
         description="Run the lab's plan on loopback (real HAProxy + the web app under serve.py) and check balancing, "
-        "stats, failover, recovery, a crash drill, a hang drill, a rolling update and a server added then removed.",
-        epilog="--ha: the HA pair in network namespaces instead (see `python -m rehearsal --ha --help`).",
+        "stats, failover, recovery, a crash drill, a hang drill, a rolling update and a server added then removed; "
+        "with --ha, the HA pair in network namespaces instead (as root), drilled under load: HAProxy killed, "
+        "power off, return, freeze, VRRP cut.",
     )
-    parser.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml plan to use (default: dev)")
+    parser.add_argument("--ha", action="store_true", help="the active/standby pair (keepalived) in network namespaces")
+    parser.add_argument("--stack", default=None, help="stack whose Pulumi.<stack>.yaml plan to use (default: dev; ha)")
     parser.add_argument("--web-servers", type=int, default=None, metavar="N", help="web servers (default: the plan's)")
     parser.add_argument("--drill-seconds", type=float, default=10.0, metavar="S", help="length of each drill (10)")
     parser.add_argument("--keep", action="store_true", help="leave the lab running after the checks until Ctrl-C")
@@ -49,26 +54,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="keep the work directory (logs, haproxy.cfg with the run's throw-away password); removed otherwise",
     )
     args = parser.parse_args(argv)
-    if args.web_servers is not None and args.web_servers < 2:
+    args.stack = args.stack or ("ha" if args.ha else "dev")
+    if args.web_servers is not None and args.web_servers < 1:
+        parser.error("--web-servers must be at least 1")
+    if not args.ha and args.web_servers is not None and args.web_servers < 2:
         parser.error("--web-servers must be at least 2 (failover needs a second server)")
     if not 4.0 <= args.drill_seconds <= 120.0:
         parser.error("--drill-seconds must be between 4 and 120 (the fault comes at 2 s)")
     if not 1 <= args.workers <= 16:
         parser.error("--workers must be between 1 and 16")
     return args
-
-
-def format_table(rows: Sequence[CheckResult]) -> str:
-    """The checks as an aligned text table, long figures wrapped under their column."""
-    name_width = max([len("check"), *(len(row.name) for row in rows)])
-    header = f"{'#':>2}  {'check':<{name_width}}  result  figures"
-    lines = [header, "-" * (len(header) + FIGURES_WIDTH - len("figures"))]
-    indent = " " * (2 + 2 + name_width + 2 + 6 + 2)
-    for number, row in enumerate(rows, start=1):
-        wrapped = textwrap.wrap(row.figures, FIGURES_WIDTH) or [""]
-        lines.append(f"{number:>2}  {row.name:<{name_width}}  {row.result:<6}  {wrapped[0]}")
-        lines.extend(indent + more for more in wrapped[1:])
-    return "\n".join(lines)
 
 
 def _needs(spare: ServerSpec | None, drill: Callable[[ServerSpec], CheckResult]) -> CheckResult:
@@ -112,46 +107,75 @@ def run_checks(
     return results
 
 
+class Run:
+    """One lab of either kind, as the command line drives it: set up, start, check, say how to reach it."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        """Raises ConfigError, OSError, ValueError or RuntimeError when the lab cannot be set up."""
+        self.args = args
+        plan = load_stack_file(args.stack)
+        self.balance = plan.haproxy.balance
+        self.spare: ServerSpec | None = None
+        self.lab: LocalLab | HaPair
+        options = {"haproxy_bin": args.haproxy, "workers": args.workers}
+        if args.ha:
+            self.lab = HaPair(
+                plan, workdir, progress, web_servers=args.web_servers, disposable_workdir=not args.keep_logs, **options
+            )
+        else:
+            setup = rehearsal_setup(plan, args.web_servers, **options)
+            self.lab = LocalLab(setup.lb, setup.servers, workdir, progress, disposable_workdir=not args.keep_logs)
+            self.spare = setup.spare
+            progress(f"stack {args.stack}: {len(setup.servers)} web servers, logs in {workdir}")
+
+    def rows(self) -> list[CheckResult]:
+        """The checks (loopback) or the drills (HA pair), run on the started lab."""
+        if isinstance(self.lab, HaPair):
+            return [drill.check() for drill in run_drills(self.lab, self.args.drill_seconds, progress)]
+        return run_checks(
+            self.lab, balance=self.balance, drill_seconds=self.args.drill_seconds, spare=self.spare, progress=progress
+        )
+
+    def access(self) -> list[str]:
+        """How to reach the running lab (--keep)."""
+        lab = self.lab
+        if isinstance(lab, HaPair):
+            return [
+                f"site (from the client namespace {lab.net.hosts['client'].namespace}): http://{lab.vip}/",
+                f"credentials:   {lab.stats_user} / {lab.stats_password}",
+            ]
+        return [
+            f"load balancer: http://{lab.lb.host}:{lab.lb.port}/",
+            f"stats page:    http://{lab.lb.host}:{lab.lb.stats_port}/stats",
+            f"credentials:   {lab.lb.stats_user} / {lab.lb.stats_password}",
+        ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the rehearsal; the exit status says whether every check passed."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if "--ha" in arguments:  # the active/standby pair, in network namespaces (rehearsal/ha)
-        from rehearsal.ha.__main__ import main as ha_main
-
-        return ha_main([a for a in arguments if a != "--ha"])
     args = parse_args(argv)
-    stop_like_ctrl_c()
-    try:
-        plan = load_stack_file(args.stack)
-        setup = rehearsal_setup(plan, args.web_servers, haproxy_bin=args.haproxy, workers=args.workers)
-    except (ConfigError, OSError, ValueError, RuntimeError) as error:
-        print(f"rehearsal: cannot set up the lab: {error}", file=sys.stderr)
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-rehearsal-"))
+    stop_like_ctrl_c()  # SIGTERM/SIGHUP: the same clean stop as Ctrl-C, every process (and namespace) removed
+    workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-ha-" if args.ha else "haproxy-lab-rehearsal-"))
     ok = False
     try:
-        with LocalLab(setup.lb, setup.servers, workdir, progress, disposable_workdir=not args.keep_logs) as local_lab:
-            progress(f"stack {args.stack}: {len(local_lab.servers)} web servers, logs in {workdir}")
+        try:
+            run = Run(args, workdir)
+        except (ConfigError, OSError, ValueError, RuntimeError) as error:
+            print(f"rehearsal: cannot set up the lab: {error}", file=sys.stderr)
+            return 2
+        with run.lab:
             try:
-                local_lab.start()
+                run.lab.start()
             except (RuntimeError, OSError) as error:
                 print(f"rehearsal: the lab did not start: {error}", file=sys.stderr)
                 return 2
-            results = run_checks(
-                local_lab,
-                balance=plan.haproxy.balance,
-                drill_seconds=args.drill_seconds,
-                spare=setup.spare,
-                progress=progress,
-            )
+            rows = run.rows()
             print()
-            print(format_table(results))
-            ok = all(result.passed for result in results)
-            print(f"\n{'all checks passed' if ok else 'SOME CHECKS FAILED'} ({len(results)} checks)", flush=True)
+            print(format_table(rows))
+            ok = all(row.passed for row in rows)
+            print(f"\n{'all checks passed' if ok else 'SOME CHECKS FAILED'} ({len(rows)} checks)", flush=True)
             if args.keep:
-                print(f"\nload balancer: http://{local_lab.lb.host}:{local_lab.lb.port}/")
-                print(f"stats page:    http://{local_lab.lb.host}:{local_lab.lb.stats_port}/stats")
-                print(f"credentials:   {local_lab.lb.stats_user} / {local_lab.lb.stats_password}")
+                print("", *run.access(), sep="\n")
                 print("the lab keeps running: press Ctrl-C to stop it", flush=True)
                 while True:
                     time.sleep(3600)

@@ -16,23 +16,12 @@ from typing import Literal
 
 from rehearsal.balance import ORDERED_BALANCES, keeps_promise
 from rehearsal.load import LoadResult, run_load, sequential
-from rehearsal.local_lab import LocalLab, basic_auth_header
+from rehearsal.local_lab import LocalLab
 from rehearsal.progress import seconds
+from rehearsal.results import CheckResult
+from rehearsal.stats import basic_auth_header
 
 STATE_TIMEOUT = 15.0
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One row of the rehearsal table."""
-
-    name: str
-    passed: bool
-    figures: str
-
-    @property
-    def result(self) -> str:
-        return "PASS" if self.passed else "FAIL"
 
 
 @dataclass(frozen=True)
@@ -133,9 +122,9 @@ def recovery(local_lab: LocalLab, index: int = 0, balance: str = "roundrobin") -
     """Test 4: restart the stopped server; it is back UP, answers again, and the strict rotation resumes
     (another algorithm is held to its own promise with every server back: rehearsal.balance).
 
-    HAProxy's round-robin first lets a returning server catch up on the turns it missed (a short burst
-    of answers from it), so requests go on, in rounds of N, until the last 2N answers are a clean
-    rotation again: bounded at 8N + the burst the failover check caused.
+    Depending on where in roundrobin's window the server comes back, HAProxy may first give it the rest of
+    the window (a short burst, docs/haproxy-cfg.md "The report's test 4"), so requests go on, in rounds of
+    N, until the last 2N answers are a clean rotation again: bounded at 8N + the burst.
     """
     name, message = local_lab.servers[index].name, local_lab.servers[index].message
     n = len(local_lab.servers)

@@ -17,10 +17,12 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from rehearsal import lab_scripts
-from rehearsal.checks import STATE_TIMEOUT, CheckResult
+from rehearsal.checks import STATE_TIMEOUT
 from rehearsal.load import LoadResult, run_load
 from rehearsal.local_lab import LocalLab, ServerSpec
+from rehearsal.poll import poll_until
 from rehearsal.progress import seconds
+from rehearsal.results import CheckResult
 
 MAX_DRILL_SECONDS = 120.0
 SPARE_SHARE = 100  # requests the added server must have served before it is removed
@@ -121,12 +123,12 @@ def _served_by(result: LoadResult, message: str, after: float) -> int:
 
 def _wait_sessions(local_lab: LocalLab, name: str, count: int) -> None:
     """Wait (bounded) until HAProxy has sent `count` sessions to server `name` (stats column stot)."""
-    deadline = time.monotonic() + STATE_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def served() -> bool:
         rows = csv.DictReader(io.StringIO(local_lab.stats_csv().removeprefix("# ")))
-        if any(row["svname"] == name and int(row["stot"] or 0) >= count for row in rows):
-            return
-        time.sleep(0.05)
+        return any(row["svname"] == name and int(row["stot"] or 0) >= count for row in rows)
+
+    poll_until(served, STATE_TIMEOUT, 0.05)
 
 
 def server_set(local_lab: LocalLab, spare: ServerSpec, concurrency: int = 16) -> CheckResult:

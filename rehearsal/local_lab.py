@@ -1,29 +1,21 @@
 """Start, signal and stop a local lab: one HAProxy and N web-server processes, all on loopback; change it
-(servers in and out, haproxy.cfg) through the same scripts the VMs run.
-
-Why process groups: a web server is a master process plus workers (granian); the drills must kill or freeze the
-whole server at once (like `docker stop -s KILL` / `docker pause`), so each server runs in its own
-session and every signal goes to its group. close() always reaps every group it started.
+(servers in and out, haproxy.cfg) through the same scripts the VMs run. Its processes run under the
+rehearsal's one runner (rehearsal/processes.py): a process group each, every one gone after close().
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import csv
 import http.client
-import io
-import os
 import signal
 import socket
-import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rehearsal.watchdog import Watchdog
-from render.haproxy_cfg import HaproxySettings
+from rehearsal.poll import poll_until
+from rehearsal.processes import ProcessGroups
+from rehearsal.stats import StatsClient
+from render.haproxy_cfg import BACKEND, HaproxySettings
 
 Progress = Callable[[str], None]
 MASTER_SOCKET = "master.sock"
@@ -66,40 +58,9 @@ class LbSpec:
     stats_uri: str = "/stats"
     stats_user: str | None = None
     stats_password: str | None = None
-    backend: str = "web_servers"
+    backend: str = BACKEND
     settings: HaproxySettings | None = None  # what cfg_text was rendered from: drills render variants of it
     admin_socket: str | None = None  # the `stats socket` file, in HAProxy's working directory (the workdir)
-
-
-def basic_auth_header(user: str, password: str) -> str:
-    """The Authorization header value for HTTP Basic (UTF-8, as HAProxy compares raw bytes)."""
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return f"Basic {token}"
-
-
-def stats_rows(text: str, backend: str) -> dict[str, dict[str, str]]:
-    """Row name (each server, and BACKEND) -> every column, for one backend of HAProxy's CSV stats."""
-    lines = text.splitlines()
-    if not lines or not lines[0].startswith("# "):
-        raise ValueError("not HAProxy CSV stats")
-    reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
-    return {row["svname"]: row for row in reader if row.get("pxname") == backend and row.get("svname") != "FRONTEND"}
-
-
-def parse_stats_csv(text: str, backend: str) -> dict[str, str]:
-    """Server name -> status ('UP', 'DOWN', 'UP 1/2', 'no check'...) for one backend of HAProxy's CSV stats."""
-    return {name: row["status"] for name, row in stats_rows(text, backend).items() if name != "BACKEND"}
-
-
-def _group_exists(pgid: int) -> bool:
-    """Whether any process (a zombie not yet reaped included) is still in process group `pgid`."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalLab:
@@ -119,12 +80,8 @@ class LocalLab:
         self.servers = list(servers)
         self.workdir = workdir
         self.progress = progress
-        self.disposable_workdir = disposable_workdir
-        self._watchdog: Watchdog | None = None
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._frozen: set[str] = set()
-        self._stats_conn: http.client.HTTPConnection | None = None
-        self.groups: list[int] = []  # every process group ever started, for tests to prove they are gone
+        self.processes = ProcessGroups(workdir, disposable_workdir=disposable_workdir)
+        self.stats = StatsClient(lb.host, lb.stats_port, lb.stats_uri, lb.stats_user, lb.stats_password)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -133,6 +90,11 @@ class LocalLab:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    @property
+    def groups(self) -> list[int]:
+        """Every process group this lab ever started (tests prove they are gone)."""
+        return self.processes.groups
 
     @property
     def messages(self) -> frozenset[str]:
@@ -162,130 +124,77 @@ class LocalLab:
         if self.wait_states(lambda states: all(states.get(s.name) == "UP" for s in self.servers), timeout) is None:
             raise RuntimeError(f"not every server became UP within {timeout:.0f} s: {self.server_states()}")
 
-    def _spawn(self, key: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None) -> None:
-        if self._watchdog is None:
-            # Before the first process: a kill -9 of this process must not leave any of them behind.
-            self._watchdog = Watchdog()
-            if self.disposable_workdir:
-                self._watchdog.tell(f"dir {self.workdir}")
-        log = (self.workdir / f"{key}.log").open("ab")
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                cwd=str(cwd) if cwd else None,
-                env={**os.environ, **env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: signals reach master and workers together
-            )
-        finally:
-            log.close()
-        self._procs[key] = proc
-        self.groups.append(proc.pid)
-        self._watchdog.tell(f"group {proc.pid}")
-
-    def _reaped(self, proc: subprocess.Popen[bytes]) -> None:
-        """The group is gone: the guard must never signal its id again (it may be reused)."""
-        if self._watchdog is not None and proc.returncode is not None:
-            self._watchdog.tell(f"reaped {proc.pid}")
-
     def start_haproxy(self) -> None:
         """HAProxy in master-worker mode like the VM's unit (-W, master CLI), in the foreground (-db),
         logging to its stderr, i.e. workdir/haproxy.log."""
         # Run in the work directory, sockets named relative to it: AF_UNIX paths are limited to ~100 bytes.
         argv = [self.lb.haproxy_bin, "-W", "-db", "-f", str(self.cfg_path), "-S", f"unix@{MASTER_SOCKET}"]
-        self._spawn("haproxy", argv, {}, self.workdir)
+        self.processes.spawn("haproxy", argv, cwd=self.workdir)
 
     def start_server(self, index: int) -> None:
         """(Re)start web server `index` in a new process group."""
         server = self.servers[index]
         self.progress(f"starting {server.name} on {server.host}:{server.port} ({server.message!r})")
-        self._spawn(server.name, server.argv, server.env, server.cwd)
-        self._frozen.discard(server.name)
+        self.processes.spawn(server.name, server.argv, server.env, server.cwd)
 
     def wait_listening(self, host: str, port: int, timeout: float, what: str) -> None:
         """Wait until something accepts TCP connections on host:port (bounded)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._raise_if_exited(what)
-            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s")
+
+        def accepts() -> bool:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+
+        if poll_until(accepts, timeout, 0.05, not_yet=(OSError,), between=self._exited(what)) is None:
+            raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s")
 
     def wait_server_ready(self, index: int, timeout: float = 30.0) -> None:
         """Wait until web server `index` answers GET / with its message, asked directly on loopback."""
         server = self.servers[index]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._raise_if_exited(server.name)
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection(server.host, server.port, timeout=1.0)
-                try:
-                    conn.request("GET", "/")
-                    response = conn.getresponse()
-                    if response.status == 200 and response.read().decode() == server.message:
-                        return
-                finally:
-                    conn.close()
-            time.sleep(0.05)
-        raise RuntimeError(f"{server.name} did not answer on {server.host}:{server.port} within {timeout:.0f} s")
 
-    def _raise_if_exited(self, key: str) -> None:
-        proc = self._procs.get(key)
-        if proc is not None and proc.poll() is not None:
-            log = self.workdir / f"{key}.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(f"{key} exited with status {proc.returncode}; its log ends with:\n{tail}")
+        def answers() -> bool:
+            conn = http.client.HTTPConnection(server.host, server.port, timeout=1.0)
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                return response.status == 200 and response.read().decode() == server.message
+            finally:
+                conn.close()
+
+        not_yet = (OSError, http.client.HTTPException)
+        if poll_until(answers, timeout, 0.05, not_yet=not_yet, between=self._exited(server.name)) is None:
+            raise RuntimeError(f"{server.name} did not answer on {server.host}:{server.port} within {timeout:.0f} s")
+
+    def _exited(self, key: str) -> Callable[[], None]:
+        return lambda: self.processes.raise_if_exited(key)
 
     # --- faults ----------------------------------------------------------------------------------------------
 
     def signal_server(self, index: int, sig: signal.Signals) -> None:
         """Send `sig` to web server `index`'s whole process group (master and workers)."""
-        name = self.servers[index].name
-        proc = self._procs[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        if sig == signal.SIGSTOP:
-            self._frozen.add(name)
-        elif sig == signal.SIGCONT:
-            self._frozen.discard(name)
+        self.processes.signal(self.servers[index].name, sig)
 
     def server_group(self, index: int) -> int:
         """The process group of web server `index` (its master and workers), while it runs."""
-        return self._procs[self.servers[index].name].pid
+        return self.processes.pid(self.servers[index].name)
 
     def haproxy_group(self) -> int:
         """HAProxy's process group, while it runs."""
-        return self._procs["haproxy"].pid
+        return self.processes.pid("haproxy")
 
     def kill_server(self, index: int) -> None:
         """SIGKILL the whole server (like `docker stop -s KILL` or a VM power loss) and reap it."""
-        self.signal_server(index, signal.SIGKILL)
-        proc = self._procs[self.servers[index].name]
-        proc.wait(timeout=10)
-        self._reaped(proc)
+        self.processes.kill(self.servers[index].name)
 
     def stop_server(self, index: int, timeout: float = 15.0) -> None:
         """Graceful stop, like `docker stop`: SIGTERM to the master only, then wait for it to exit."""
-        proc = self._procs[self.servers[index].name]
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill_server(index)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # any worker left behind
-        self._reaped(proc)
+        self.processes.stop(self.servers[index].name, timeout)
 
     # --- changes ---------------------------------------------------------------------------------------
 
     @property
     def haproxy_pid(self) -> int:
         """HAProxy's master (what the VM's unit calls $MAINPID)."""
-        return self._procs["haproxy"].pid
+        return self.processes.pid("haproxy")
 
     def add_server(self, spec: ServerSpec, timeout: float = 30.0) -> int:
         """Start one more web server and wait until it answers directly; its index."""
@@ -304,79 +213,27 @@ class LocalLab:
 
     def stats_csv(self, timeout: float = 2.0) -> str:
         """HAProxy's CSV stats (with credentials when the lab has some), over one kept-alive connection."""
-        headers = {}
-        if self.lb.stats_user is not None and self.lb.stats_password is not None:
-            headers["Authorization"] = basic_auth_header(self.lb.stats_user, self.lb.stats_password)
-        for attempt in range(2):
-            if self._stats_conn is None:
-                self._stats_conn = http.client.HTTPConnection(self.lb.host, self.lb.stats_port, timeout=timeout)
-            try:
-                self._stats_conn.request("GET", f"{self.lb.stats_uri};csv", headers=headers)
-                response = self._stats_conn.getresponse()
-                body = response.read().decode("utf-8", errors="replace")
-                if response.will_close:
-                    self.close_stats_connection()
-                if response.status != 200:
-                    raise RuntimeError(f"stats CSV answered {response.status}")
-                return body
-            except (OSError, http.client.HTTPException):
-                self.close_stats_connection()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.stats.csv(timeout)
 
     def close_stats_connection(self) -> None:
-        if self._stats_conn is not None:
-            self._stats_conn.close()
-            self._stats_conn = None
+        self.stats.close()
 
     def server_states(self) -> dict[str, str]:
         """Server name -> HAProxy status, from the stats CSV."""
-        return parse_stats_csv(self.stats_csv(), self.lb.backend)
+        return self.stats.states(self.lb.backend)
 
     def wait_states(
         self, predicate: Callable[[dict[str, str]], bool], timeout: float, interval: float = 0.02
     ) -> float | None:
         """Poll the stats until predicate(states) holds; seconds it took, or None after `timeout` (bounded)."""
-        start = time.monotonic()
-        while True:
-            with contextlib.suppress(OSError, http.client.HTTPException, RuntimeError, ValueError):
-                if predicate(self.server_states()):
-                    return time.monotonic() - start
-            if time.monotonic() - start >= timeout:
-                return None
-            if "haproxy" in self._procs:
-                self._raise_if_exited("haproxy")
-            time.sleep(interval)
+        not_yet = (OSError, http.client.HTTPException, RuntimeError, ValueError)
+        return poll_until(
+            lambda: predicate(self.server_states()), timeout, interval, not_yet=not_yet, between=self._exited("haproxy")
+        )
 
     # --- teardown --------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop every process group this lab started: SIGCONT (frozen ones), SIGTERM, then SIGKILL after 3 s."""
-        self.close_stats_connection()
-        procs = list(self._procs.items())
-        for _, proc in procs:
-            for sig in (signal.SIGCONT, signal.SIGTERM):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, sig)
-        deadline = time.monotonic() + 3.0
-        for _, proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.01, deadline - time.monotonic()))
-        for _, proc in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left in the group, workers included
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-            self._reaped(proc)
-        # A worker whose master died first is reparented to init, which reaps it a moment later: wait
-        # (bounded) until every group is empty, so nothing this lab started outlives close().
-        deadline = time.monotonic() + 5.0
-        for _, proc in procs:
-            while time.monotonic() < deadline and _group_exists(proc.pid):
-                time.sleep(0.02)
-        self._procs.clear()
-        self._frozen.clear()
-        if self._watchdog is not None:
-            self._watchdog.bye()
-            self._watchdog = None
+        """Stop every process group this lab started (rehearsal/processes.py)."""
+        self.stats.close()
+        self.processes.close()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from rehearsal.poll import poll_until
 
 
 def _connect(sock: socket.socket, path: Path) -> None:
@@ -82,15 +83,13 @@ def wait_processes(
     master_socket: Path | str, predicate: Callable[[Processes], bool], timeout: float = 10.0
 ) -> Processes:
     """Poll `show proc` until predicate(processes) holds (bounded); the last state seen."""
-    deadline = time.monotonic() + timeout
-    last: Processes | None = None
-    while True:
-        try:
-            last = show_proc(master_socket)
-            if predicate(last):
-                return last
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"HAProxy's master did not reach the expected state within {timeout} s: {last}")
-        time.sleep(0.02)
+    seen: list[Processes] = []
+
+    def reached() -> bool:
+        seen.append(show_proc(master_socket))
+        return predicate(seen[-1])
+
+    if poll_until(reached, timeout, not_yet=(OSError, ValueError)) is None:
+        last = seen[-1] if seen else None
+        raise TimeoutError(f"HAProxy's master did not reach the expected state within {timeout} s: {last}")
+    return seen[-1]

@@ -4,7 +4,7 @@ Why a separate process: nothing runs inside a SIGKILLed process, and a parent-de
 the direct child (gunicorn's workers would live on). The guard reads, on a pipe only the rehearsal holds,
 the process groups it starts and the directory it writes; when the pipe closes without a `bye` (the
 rehearsal died), it SIGKILLs every group still registered and removes the directory. Protocol, one
-command a line: `group PGID`, `reaped PGID`, `dir PATH`, `keep-dir`, `bye`.
+command a line: `group PGID`, `reaped PGID`, `dir PATH`, `bye`.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ def guard(commands: IO[str]) -> None:
             groups.discard(int(argument))
         elif verb == "dir":
             directory = Path(argument)
-        elif verb == "keep-dir":
-            directory = None
     if not said_bye:
         _kill_groups(groups)
         if directory is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from plan.app_contract import SERVER_PORT
 from plan.model import Host, LabConfig
+from plan.values import SSH_PORT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +31,7 @@ def load_balancer_rules(lab: LabConfig, host: Host | None = None) -> tuple[Rule,
     rules = (
         Rule(proto="tcp", dport=lab.haproxy.frontend_port, source=str(lab.haproxy.client_cidr), comment="site (HTTP)"),
         Rule(proto="tcp", dport=lab.haproxy.stats_port, source=str(lab.ssh.admin_cidr), comment="HAProxy stats"),
-        Rule(proto="tcp", dport=22, source=str(lab.ssh.admin_cidr), comment="SSH from the admin network"),
+        Rule(proto="tcp", dport=SSH_PORT, source=str(lab.ssh.admin_cidr), comment="SSH from the admin network"),
         Rule(proto="icmp", dport=None, source=str(lab.network.cidr), comment="ping from the lab network"),
     )
     peers = [other for other in lab.load_balancers if host is not None and other.key != host.key]
@@ -40,18 +42,18 @@ def load_balancer_rules(lab: LabConfig, host: Host | None = None) -> tuple[Rule,
 
 def web_server_rules(lab: LabConfig) -> tuple[Rule, ...]:
     """Only the load balancers reach the app (their health checks and traffic); admins reach SSH."""
-    single = lab.standby is None  # the single-LB comment stays as it was: no diff for existing stacks
+    single = not lab.is_pair  # the single-LB comment stays as it was: no diff for existing stacks
     return (
         *(
             Rule(
                 proto="tcp",
-                dport=80,
+                dport=SERVER_PORT,
                 source=f"{lb.ip}/32",
                 comment="HTTP from the load balancer" if single else f"HTTP from the load balancer {lb.name}",
             )
             for lb in lab.load_balancers
         ),
-        Rule(proto="tcp", dport=22, source=str(lab.ssh.admin_cidr), comment="SSH from the admin network"),
+        Rule(proto="tcp", dport=SSH_PORT, source=str(lab.ssh.admin_cidr), comment="SSH from the admin network"),
         Rule(proto="icmp", dport=None, source=str(lab.network.cidr), comment="ping from the lab network"),
     )
 

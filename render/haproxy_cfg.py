@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from plan.app_contract import HEALTH_PATH, SERVER_PORT
 from plan.model import LabConfig
 from render.keepalived import LIVENESS_PATH, liveness_port
-from render.shipping import render
+from render.shipping import render_config
 
 TEMPLATE = "haproxy.cfg.j2"
-TRAILER = "# haproxy-lab: end of configuration"
 # Connections one client address may hold at once (a stick table in the frontend): well above any lab user,
 # far below maxconn. The rehearsal's load generator and the benchmark stay well under it.
 MAX_CONN_PER_SOURCE = 256
+# The backend of the web servers: drain/ready name it (haproxy-server-state.sh's default, checked equal), the
+# rehearsal reads its rows.
+BACKEND = "web_servers"
 CONFIG_ID_VARIABLE = "HAPROXY_LAB_CONFIG_ID"
 _PENDING_ID = "0" * 16
 
@@ -112,7 +114,7 @@ def _check(settings: HaproxySettings) -> None:
 def render_haproxy_cfg(settings: HaproxySettings) -> str:
     """The haproxy.cfg text for these settings (raises ValueError naming every bad value, before rendering)."""
     _check(settings)
-    text = render(
+    text = render_config(
         TEMPLATE,
         packaged=settings.packaged,
         log_target=settings.log_target,
@@ -132,11 +134,9 @@ def render_haproxy_cfg(settings: HaproxySettings) -> str:
         stats_password=quote_haproxy_word(settings.stats_password),
         stats_auth=quote_haproxy_word(f"{settings.stats_user}:{settings.stats_password}"),
         config_id=_PENDING_ID,
+        backend=BACKEND,
     )
-    text = _with_config_id(text)
-    if text.rstrip("\n").rsplit("\n", 1)[-1] != TRAILER:
-        raise AssertionError("haproxy.cfg.j2 lost its trailer line")  # a template bug, not bad input
-    return text
+    return _with_config_id(text)
 
 
 def _with_config_id(text: str) -> str:
@@ -154,7 +154,7 @@ def _with_config_id(text: str) -> str:
 
 def liveness_bind(lab: LabConfig) -> str | None:
     """HAProxy's loopback liveness listener, for keepalived's track script: only in an HA pair."""
-    if lab.standby is None:
+    if not lab.is_pair:
         return None
     return f"127.0.0.1:{liveness_port(lab.haproxy.frontend_port, lab.haproxy.stats_port)}"
 
@@ -181,7 +181,7 @@ def lab_settings(lab: LabConfig, stats_password: str) -> HaproxySettings:
 
 def health_host(lab: LabConfig) -> str:
     """The Host header of health checks: the load balancer's own FQDN (any name works for the Flask app)."""
-    return f"{lab.load_balancer.name.lower()}.{lab.network.domain}"
+    return f"{lab.load_balancers[0].name.lower()}.{lab.network.domain}"
 
 
 def render_lab_haproxy_cfg(lab: LabConfig, stats_password: str) -> str:

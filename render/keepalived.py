@@ -13,10 +13,9 @@ import re
 from dataclasses import dataclass
 
 from plan.model import Host, LabConfig
-from render.shipping import render, script_text
+from render.shipping import render_config, script_text
 
 TEMPLATE = "keepalived.conf.j2"
-TRAILER = "# haproxy-lab: end of configuration"
 CONF_FILE = "keepalived.conf"
 CHECK_SCRIPT_FILE = "check-haproxy.sh"
 # Where the VM's track script lives: root-owned all the way up, as keepalived's script security requires.
@@ -99,7 +98,7 @@ def _advert_int_text(seconds: float) -> str:
 def render_keepalived_conf(settings: KeepalivedSettings) -> str:
     """The keepalived.conf text for these settings (raises ValueError naming every bad value, before rendering)."""
     _check(settings)
-    text = render(
+    return render_config(
         TEMPLATE,
         router_id=settings.router_id,
         interface=settings.interface,
@@ -114,9 +113,6 @@ def render_keepalived_conf(settings: KeepalivedSettings) -> str:
         check_script=settings.check_script,
         check_url=settings.check_url,
     )
-    if text.rstrip("\n").rsplit("\n", 1)[-1] != TRAILER:
-        raise AssertionError("keepalived.conf.j2 lost its trailer line")  # a template bug, not bad input
-    return text
 
 
 def virtual_router_id(virtual_ip: ipaddress.IPv4Address) -> int:
@@ -136,13 +132,14 @@ def liveness_url(port: int) -> str:
 
 def pair_settings(lab: LabConfig) -> dict[str, KeepalivedSettings]:
     """Host name -> keepalived settings, for both load balancers of an HA plan (empty without a standby)."""
-    if lab.standby is None or lab.virtual_ip is None:
+    if not lab.is_pair or lab.virtual_ip is None:
         return {}
+    primary, standby = lab.load_balancers
     url = liveness_url(liveness_port(lab.haproxy.frontend_port, lab.haproxy.stats_port))
     vrid = virtual_router_id(lab.virtual_ip)
     pair: tuple[tuple[Host, Host, int], ...] = (
-        (lab.load_balancer, lab.standby, PRIMARY_PRIORITY),
-        (lab.standby, lab.load_balancer, STANDBY_PRIORITY),
+        (primary, standby, PRIMARY_PRIORITY),
+        (standby, primary, STANDBY_PRIORITY),
     )
     return {
         own.name: KeepalivedSettings(

@@ -56,6 +56,25 @@ def sha256_hex(*parts: str | bytes) -> str:
 _INCLUDE = re.compile(r"^# haproxy-lab: include (lib/[a-z0-9-]+\.sh)\n", re.MULTILINE)
 
 
+def _config_trailer() -> str:
+    """The last line of every config we render, as the apply scripts check it (lib/apply-config.sh defines it)."""
+    found = re.search(r"^CONFIG_TRAILER='([^']+)'$", read_file("scripts/lib/apply-config.sh"), re.MULTILINE)
+    if found is None:
+        raise RuntimeError("files/scripts/lib/apply-config.sh lost its CONFIG_TRAILER line")
+    return found.group(1)
+
+
+CONFIG_TRAILER = _config_trailer()
+
+
+def render_config(template: str, **context: Any) -> str:
+    """Render a config that the apply scripts install: its template ends with `{{ trailer }}`, checked here."""
+    text = render(template, trailer=CONFIG_TRAILER, **context)
+    if text.rstrip("\n").rsplit("\n", 1)[-1] != CONFIG_TRAILER:
+        raise AssertionError(f"{template} lost its trailer line")  # a template bug, not bad input
+    return text
+
+
 def script_text(name: str) -> str:
     """files/scripts/<name> with its includes inlined: exactly what runs, and what is hashed."""
 

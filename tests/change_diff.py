@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.plans import dev_raw
-from tests.pulumi_harness import Registered, Run, unwrap
-from tests.test_program import COMMAND, VM, evaluate
+from tests.program_harness import evaluate
+from tests.pulumi_harness import COMMAND, VM, Registered, Run, unwrap
 
 
 def changed(mutate: Callable[[dict[str, Any]], None]) -> Run:

@@ -4,9 +4,10 @@
 following `pulumi preview` plans changes (updates, replacements) instead of creates:
 
 1. `pulumi preview --json` of the empty stack gives every resource's checked inputs (with the
-   providers' defaults), parent, provider and dependencies;
-2. what only Proxmox or a run would know (ids, secrets, values known after apply) comes from a mocks
-   run of the same program (tests/pulumi_harness.py), ids formed as Proxmox forms them;
+   providers' defaults), parent, provider and dependencies; its event log, the ids a provider mints
+   in a preview (pulumi-command does, and the program saw them);
+2. what only Proxmox or a run would know (other ids, secrets, values known after apply) comes from a
+   mocks run of the same program (tests/pulumi_harness.py), ids formed as Proxmox forms them;
 3. that state is imported (`pulumi stack import`), then previewed: each resource the provider still
    wants to change gets the provider's own planned outputs as its outputs, and is imported again, until
    nothing changes (a few rounds: the first one fills the attributes the provider computes).
@@ -18,17 +19,17 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
-from tests.engine_harness import STACK, Workspace
-from tests.pulumi_harness import run_program, stack_config
+from tests.engine_harness import Workspace
+from tests.pulumi_harness import VM, run_program, stack_config
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for a value known only after apply
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SECRET_MARK = "1b47061264138c4ac30d75fd1eb44270"
 HIDDEN = "[secret]"  # how `preview --json` shows a secret
 PROVIDER_ID = "00000000-0000-0000-0000-000000000000"
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
 
 # Values Proxmox computes, for attributes the provider plans as unknown until a real create.
 COMPUTED_GUESSES: dict[str, Any] = {
@@ -108,15 +109,16 @@ def _with_mocked(value: Any, mocked: Any) -> Any:
     return value
 
 
-def _resource_id(kind: str, inputs: dict[str, Any], mocked_id: str) -> str:
-    """The mocks' id (what the program saw as `.id`), except where the provider needs Proxmox's form."""
+def _resource_id(kind: str, inputs: dict[str, Any], planned_id: str, mocked_id: str) -> str:
+    """What the program saw as `.id` in the preview: the id the provider planned where it gives one
+    (pulumi-command mints one even in a preview), else the mocks' id; Proxmox's form for a VM."""
     if kind == VM:
         return str(inputs["vmId"])  # bpg compares vm_id with the resource id (ForceNew on a change)
-    return mocked_id
+    return planned_id or mocked_id
 
 
 def _default_providers(workspace: Workspace, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    config = workspace.pulumi("config", "--json", "--show-secrets", "--stack", STACK).json()
+    config = workspace.pulumi("config", "--json", "--show-secrets", "--stack", workspace.stack).json()
     providers = []
     for urn in sorted({r["provider"].rsplit("::", 1)[0] for r in resources if r.get("provider")}):
         package = urn.split("::")[2].removeprefix("pulumi:providers:")
@@ -139,11 +141,11 @@ def _default_providers(workspace: Workspace, resources: list[dict[str, Any]]) ->
 def import_state(workspace: Workspace, resources: list[dict[str, Any]]) -> None:
     """Replace the stack's state by these resources (`pulumi stack import`; secrets in plain text are
     encrypted by the engine with the stack's own secrets provider)."""
-    exported = workspace.pulumi("stack", "export", "--stack", STACK).json()
+    exported = workspace.pulumi("stack", "export", "--stack", workspace.stack).json()
     exported["deployment"]["resources"] = resources
     deployment = workspace.root / "deployment.json"
     deployment.write_text(json.dumps(exported))
-    workspace.pulumi("stack", "import", "--stack", STACK, "--file", str(deployment))
+    workspace.pulumi("stack", "import", "--stack", workspace.stack, "--file", str(deployment))
 
 
 def import_planned_state(workspace: Workspace, plan: dict[str, Any], rounds: int = 3) -> list[dict[str, Any]]:
@@ -154,14 +156,19 @@ def import_planned_state(workspace: Workspace, plan: dict[str, Any], rounds: int
     mocked = {name: r.inputs for name, r in registered.items()}
     mocked_outputs = {name: r.outputs for name, r in registered.items()}
     by_urn: dict[str, dict[str, Any]] = {}
-    for step in workspace.preview().json()["steps"]:
+    log = workspace.root / "events.jsonl"
+    log.unlink(missing_ok=True)
+    steps = workspace.preview("--event-log", str(log)).json()["steps"]
+    planned_ids = _planned_ids(log)
+    for step in steps:
         state = copy.deepcopy(step["newState"])
         for noise in ("sourcePosition", "stackTrace"):
             state.pop(noise, None)
         state["inputs"] = _fill(state.get("inputs", {}), mocked.get(state["urn"].rsplit("::", 1)[1], {}), [])
         if state.get("custom"):
             name = state["urn"].rsplit("::", 1)[1]
-            state["id"] = _resource_id(state["type"], _plain(state["inputs"]), registered[name].id)
+            planned_id = planned_ids.get(state["urn"], "")
+            state["id"] = _resource_id(state["type"], _plain(state["inputs"]), planned_id, registered[name].id)
             outputs = _with_mocked(state["inputs"], mocked_outputs.get(name, {}))
             state["outputs"] = {**outputs, "id": state["id"]}
         else:
@@ -199,13 +206,23 @@ def _state_secrets(value: Any) -> Any:
     return value
 
 
+def _planned_ids(log: Path) -> dict[str, str]:
+    """urn -> the id a provider planned in a preview (`preview --json` does not show it; its event log does)."""
+    ids = {}
+    for line in log.read_text().splitlines():
+        event = json.loads(line).get("resOutputsEvent")
+        if event and (event["metadata"].get("new") or {}).get("id"):
+            ids[event["metadata"]["urn"]] = event["metadata"]["new"]["id"]
+    return ids
+
+
 def _planned_outputs(workspace: Workspace) -> dict[str, dict[str, Any]]:
     """urn -> the provider's planned outputs, for every resource the next preview would change.
 
     The engine's event log carries them (`preview --json` shows outputs only for replacements)."""
     log = workspace.root / "events.jsonl"
     log.unlink(missing_ok=True)
-    workspace.pulumi("preview", "--stack", STACK, "--event-log", str(log), "--show-secrets")
+    workspace.pulumi("preview", "--stack", workspace.stack, "--event-log", str(log), "--show-secrets")
     planned = {}
     for line in log.read_text().splitlines():
         event = json.loads(line).get("resOutputsEvent")

@@ -9,13 +9,15 @@ import ipaddress
 import secrets
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.guests import NspawnMachines, cgroups
+from e2e.guests import cgroups
 from e2e.guests.guest import Guest
+from e2e.guests.machines import NspawnMachines
 from e2e.guests.seed import nic_mac, property_string
 from e2e.machines import VmSpec
 from plan.model import Host, LabConfig
@@ -173,6 +175,35 @@ def host_leftovers(guest: Guest) -> list[str]:
     made += [("cgroup", str(path)) for path in cgroups.paths(guest.cgroup)]
     made += [("link", guest.host_end), ("link", guest.guest_end)]
     return leftovers_of(made, bridge="")
+
+
+# keepalived's adverts as bytes: a raw IP protocol 112 socket receiving on 224.0.0.18 (argv[1]: own address).
+VRRP_RECEIVE = textwrap.dedent(
+    """
+    import socket, struct, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+    group = struct.pack("4s4s", socket.inet_aton("224.0.0.18"), socket.inet_aton(sys.argv[1]))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
+    s.settimeout(20)
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(2048)
+        if data[20:].startswith(b"\\x31"):
+            print("vrrp from", peer[0], flush=True)
+            break
+    """
+)
+VRRP_SEND = textwrap.dedent(
+    """
+    import socket, sys, time
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
+    for _ in range(40):
+        s.sendto(b"\\x31\\x33\\x64\\x01\\x00\\x14\\x00\\x00" + socket.inet_aton("198.18.61.100"), ("224.0.0.18", 0))
+        time.sleep(0.25)
+    """
+)
 
 
 def _hold(net0: str, ipconfig0: str) -> None:

@@ -16,6 +16,11 @@ def dev_raw() -> dict[str, Any]:
     return copy.deepcopy(raw_project_config(stack_file("dev")))
 
 
+def ha_raw() -> dict[str, Any]:
+    """The ha stack's raw `haproxy-lab:` config (Pulumi.ha.yaml), a fresh copy."""
+    return copy.deepcopy(raw_project_config(stack_file("ha")))
+
+
 def raw_with_servers(count: int) -> dict[str, Any]:
     """The dev plan with `count` web servers and no fixed vmIds on them."""
     raw = dev_raw()

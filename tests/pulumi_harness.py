@@ -35,6 +35,15 @@ TEST_STATS_PASSWORD = "s3cret-Stats-Pa55word"
 TEST_API_TOKEN = "terraform@pve!lab=00000000-1111-2222-3333-444444444444"
 
 
+# The resource type tokens the program registers (the tests' one definition of them).
+VM = "proxmoxve:index/vmLegacy:VmLegacy"
+SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
+IMAGE = "proxmoxve:download/file:File"
+COMMAND = "command:remote:Command"
+RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
+OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
+
+
 @dataclass
 class Registered:
     """One resource registration as the engine saw it."""
@@ -107,7 +116,7 @@ class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
         resource_id = f"{args.name}-id"
-        if args.typ == "proxmoxve:index/vmLegacy:VmLegacy":
+        if args.typ == VM:
             if state.get("vmId") is None:
                 self._next_vm_id += 1
                 state["vmId"] = self._next_vm_id
@@ -116,11 +125,11 @@ class _Mocks(pulumi.runtime.Mocks):
                 {**device, "macAddress": mock_mac_address(args.name, generation)}
                 for device in state.get("networkDevices", [])
             ]
-        if args.typ == "command:remote:Command":
+        if args.typ == COMMAND:
             resource_id = f"{args.name}-{sha256_of(args.inputs)[:8]}"
-        if args.typ == "proxmoxve:download/file:File":
+        if args.typ == IMAGE:
             resource_id = f"{state['datastoreId']}:import/{state['fileName']}"
-        if args.typ == "proxmoxve:index/fileLegacy:FileLegacy":
+        if args.typ == SNIPPET:
             resource_id = f"{state['datastoreId']}:snippets/{state['sourceRaw']['fileName']}"
         return resource_id, state
 

@@ -25,12 +25,11 @@ import pytest
 
 from rehearsal.local_lab import free_port
 from rehearsal.runtime import Processes, cli, show_proc, wait_processes
-from render.shipping import script_text
+from render.shipping import CONFIG_TRAILER, script_text
 from tests.haproxy_binaries import haproxy26, haproxy30
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "files" / "scripts" / "apply-haproxy-cfg.sh"
-TRAILER = "# haproxy-lab: end of configuration"
 SECRET = "Sup3r-S3cret-St4ts-Pw"
 
 RELOAD = """#!/bin/sh
@@ -77,7 +76,7 @@ listen stats
     stats uri /stats
     stats auth admin:{SECRET}
 {extra}"""
-    text += f"{TRAILER}\n" if trailer else ""
+    text += f"{CONFIG_TRAILER}\n" if trailer else ""
     return text.replace(ID_LINE, ID_LINE.format(hashlib.sha256(text.encode()).hexdigest()[:16]))
 
 
@@ -262,7 +261,7 @@ def test_config_invalid_halfway_is_refused(lab: Lab) -> None:
 @pytest.mark.parametrize(
     "cut",
     [
-        pytest.param(lambda text: text.removesuffix(TRAILER + "\n"), id="no-trailer"),
+        pytest.param(lambda text: text.removesuffix(CONFIG_TRAILER + "\n"), id="no-trailer"),
         pytest.param(lambda text: text[: -len(" configuration\n")], id="cut-inside-trailer"),
         pytest.param(lambda text: text[: len(text) // 2], id="cut-halfway"),
         pytest.param(lambda text: "", id="empty"),

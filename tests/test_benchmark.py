@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.candidates import CANDIDATES, SHIPPED, by_key
+from benchmark.ceiling import ceiling_cfg
+from benchmark.resources import cpu_seconds, pss_mib, rss_mib
+from benchmark.throughput import parse_wrk, parse_wrk_p99
 from plan.model import LabConfig
-from rehearsal.benchmark.candidates import CANDIDATES, SHIPPED, by_key
-from rehearsal.benchmark.ceiling import ceiling_cfg
-from rehearsal.benchmark.resources import cpu_seconds, pss_mib, rss_mib
-from rehearsal.benchmark.throughput import parse_wrk, parse_wrk_p99
-from rehearsal.plan import rehearsal_setup
+from rehearsal.loopback import rehearsal_setup
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -93,7 +93,7 @@ def test_resources_of_this_process_group() -> None:
 def test_tiny_run_ends_with_one_json_line_holding_every_figure() -> None:
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "rehearsal.benchmark", "--json", "--candidates", SHIPPED),
+            *(sys.executable, "-m", "benchmark", "--json", "--candidates", SHIPPED),
             *("--rounds", "1", "--throughput-seconds", "1", "--drill-seconds", "4"),
         ],
         cwd=REPO,

@@ -36,7 +36,7 @@ def test_every_vm_gets_valid_cloud_config(tmp_path: Path) -> None:
 
 def test_the_schema_check_does_catch_a_bad_document(tmp_path: Path) -> None:
     lab = load_stack_file("dev")
-    broken = render_user_data(lab, lab.load_balancer).replace("ssh_pwauth: false", "ssh_pwauth: [oops]")
+    broken = render_user_data(lab, lab.load_balancers[0]).replace("ssh_pwauth: false", "ssh_pwauth: [oops]")
     result = cloud_init_schema(broken, tmp_path)
     assert result.returncode != 0
 
@@ -57,7 +57,7 @@ def test_ssh_is_key_only_and_root_cannot_log_in() -> None:
 
 def test_unattended_upgrades_and_the_guest_agent_are_on() -> None:
     lab = load_stack_file("dev")
-    document = yaml.safe_load(render_user_data(lab, lab.load_balancer))
+    document = yaml.safe_load(render_user_data(lab, lab.load_balancers[0]))
     assert {"qemu-guest-agent", "unattended-upgrades"} <= set(document["packages"])
     auto = next(f for f in document["write_files"] if f["path"] == "/etc/apt/apt.conf.d/20auto-upgrades")
     assert 'APT::Periodic::Unattended-Upgrade "1";' in auto["content"]

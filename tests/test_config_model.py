@@ -25,7 +25,7 @@ def test_dev_stack_is_the_reports_plan() -> None:
     assert [str(d) for d in lab.network.dns] == ["10.0.200.2", "8.8.8.8"]
     assert lab.network.domain == "mvgroup.local"
     assert lab.network.bridge == "vmbr1"
-    assert (lab.load_balancer.name, str(lab.load_balancer.ip)) == ("HAPROXY-SAM", "10.0.0.30")
+    assert (lab.load_balancers[0].name, str(lab.load_balancers[0].ip)) == ("HAPROXY-SAM", "10.0.0.30")
     assert [(s.name, str(s.ip), s.message) for s in lab.web_servers] == [
         ("WEB1-SAM", "10.0.0.31", "Serveur 1"),
         ("WEB2-SAM", "10.0.0.32", "Serveur 2"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +22,9 @@ from plan.model import ConfigError
 from plan.parse import parse_lab_config
 from render.shipping import sha256_hex
 from tests.change_diff import all_steps, changed, snippet_of, triggers
-from tests.plans import dev_raw
-from tests.pulumi_harness import Run, run_program, stack_config, unwrap
-from tests.test_program import COMMAND, IMAGE, OPTIONS, RULES, SNIPPET, VM, commands_of, evaluate, vm_named
+from tests.plans import dev_raw, ha_raw
+from tests.program_harness import commands_of, evaluate, vm_named
+from tests.pulumi_harness import COMMAND, IMAGE, OPTIONS, RULES, SNIPPET, VM, Run, run_program, stack_config, unwrap
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -180,8 +181,37 @@ def test_each_step_re_runs_when_the_step_before_it_re_ran(dev_run: Run) -> None:
 # --- 4. no command hangs --------------------------------------------------------------------------
 
 
-def test_every_remote_command_is_bounded_in_time(dev_run: Run) -> None:
-    for step in dev_run.of_type(COMMAND):
+# The VM-side bound every command line carries (components/remote.py as_root_within): an outer timeout
+# as the login user around sudo, an inner one as root around the script, both with a kill grace.
+VM_BOUND = re.compile(
+    r"^haproxy_lab_start=\$\(date \+%s\); timeout -k (?P<grace>\d+)s (?P<outer>\d+)s sudo -n "
+    r"timeout -k (?P=grace)s (?P<inner>\d+)s sh -c .* reap sh -c .*"
+    r"echo 'haproxy-lab: (?P<label>[^']+) ran past its (?P<budget>\d+ min) budget on the VM and was stopped' >&2",
+    re.DOTALL,
+)
+
+
+def seconds_of(duration: str) -> int:
+    """A custom timeout as the program writes them ("20m" or "90s")."""
+    return int(duration[:-1]) * (60 if duration.endswith("m") else 1)
+
+
+def assert_bounded_on_the_vm(name: str, command_line: str, timeout: str) -> str:
+    """The command line stops itself on the VM by the step's custom timeout; returns the step it names."""
+    match = VM_BOUND.match(command_line)
+    assert match, f"{name}: no VM-side bound on its command line"
+    budget, grace = seconds_of(timeout), int(match["grace"])
+    assert grace > 0, name
+    assert int(match["outer"]) + grace == budget, f"{name}: sudo and all stopped by the budget"
+    assert int(match["inner"]) + 2 * grace == budget, f"{name}: the script gets SIGKILL a grace before"
+    assert match["budget"] == f"{budget // 60} min", f"{name}: the message must name the budget"
+    return match["label"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "ha"])
+def test_every_remote_command_is_bounded_in_time(dev_run: Run, stack: str) -> None:
+    run = dev_run if stack == "dev" else evaluate(ha_raw())
+    for step in run.of_type(COMMAND):
         assert set(step.custom_timeouts) == {"create", "update", "delete"}, f"{step.name} could hang"
         connection = unwrap(step.inputs["connection"])
         assert connection["perDialTimeout"] > 0
@@ -189,8 +219,15 @@ def test_every_remote_command_is_bounded_in_time(dev_run: Run) -> None:
             assert connection["dialErrorLimit"] == -1, "the first command waits for the VM to boot"
             # An update (a new key for a VM that booted long ago) must not wait as long as a boot.
             assert step.custom_timeouts["update"] == "5m"
+            assert_bounded_on_the_vm(step.name, step.inputs["update"], step.custom_timeouts["update"])
         else:
             assert 0 < connection["dialErrorLimit"] <= 10, f"{step.name}: blocked SSH must fail within minutes"
+            assert "update" not in step.inputs, f"{step.name}: an update runs create, within the same budget"
+            assert step.custom_timeouts["update"] == step.custom_timeouts["create"]
+        label = assert_bounded_on_the_vm(step.name, step.inputs["create"], step.custom_timeouts["create"])
+        assert f" {label} || {{" in step.inputs["create"], f"{step.name}: the message names the script it runs"
+        # Previous output would go by SSH Setenv, which a stock sshd refuses: a warning on every run.
+        assert step.inputs["addPreviousOutputInEnv"] is False, step.name
 
 
 # --- 6. rolling web updates drained through HAProxy -------------------------------------------------
@@ -205,7 +242,7 @@ def test_each_redeploy_is_wrapped_by_drain_and_ready_on_the_load_balancer(dev_ru
         drain, deploy, ready = steps["drain"], steps["deploy-webapp"], steps["ready"]
         for step, action in ((drain, "drain"), (ready, "ready")):
             assert unwrap(step.inputs["connection"])["host"] == lb_ip
-            assert step.inputs["create"].endswith(f" haproxy-server-state.sh {action} {server}")
+            assert f" haproxy-server-state.sh {action} {server} || " in step.inputs["create"]
         names = {dev_run.by_urn(urn).name for urn in drain.dependencies}
         assert lb_config in names, "HAProxy must know the server before it is drained"
         if previous_ready is not None:

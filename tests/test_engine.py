@@ -1,7 +1,7 @@
 """The real Pulumi engine on the real program: `pulumi preview` with the CLI, the language host and the
-provider plugins that tools/build-pulumi.sh builds (README, "The real engine").
+provider plugins, built by tools/build-pulumi.sh or installed the ordinary way (docs/engine.md).
 
-Every stack points proxmoxve:endpoint at a fake Proxmox API on loopback (tests/fake_proxmox.py); the
+Every stack points proxmoxve:endpoint at the fake Proxmox node on loopback (e2e/pve_running.py); the
 state lives in a temp file backend, secrets are encrypted with a passphrase. Plans of changes start
 from a state imported with `pulumi stack import` (built from the engine's own plan, see
 tests/engine_state.py), so nothing is ever created anywhere, and no remote command ever runs.
@@ -20,26 +20,22 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.pve_running import RunningPve, running_pve
 from tests.engine_harness import (
     REPO,
     SECRETS,
     STACK,
+    Engine,
     Result,
     Workspace,
-    engine_bin,
     versions,
 )
 from tests.engine_state import import_planned_state, import_state
-from tests.fake_proxmox import FakeProxmox, fake_proxmox
-from tests.pulumi_harness import run_program, stack_config
+from tests.lab_harness import as_before_the_cdrom_fix, with_the_cdrom_fix
+from tests.pulumi_harness import IMAGE, OPTIONS, RULES, SNIPPET, VM, run_program, stack_config
 
 pytestmark = pytest.mark.timeout(600)
-
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
-SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
-IMAGE = "proxmoxve:download/file:File"
-RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
-OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
+NO_API_CALL = "preview called the Proxmox API: list the calls in docs/engine.md"
 
 
 def dev_plan() -> dict[str, Any]:
@@ -55,20 +51,16 @@ def servers(count: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def bin_dir() -> Path:
-    return engine_bin()
-
-
-@pytest.fixture(scope="module")
-def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeProxmox]:
-    """One fake Proxmox API for the module: the same endpoint in every stack (it is provider config)."""
-    with fake_proxmox(tmp_path_factory.mktemp("fake-pve")) as running:
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPve]:
+    """One fake Proxmox node for the module: the same endpoint in every stack (it is provider config);
+    fakepve logs every request it gets."""
+    with running_pve(tmp_path_factory.mktemp("fake-pve")) as running:
         yield running
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, bin_dir: Path) -> Workspace:
-    return Workspace(tmp_path / "ws", bin_dir)
+def workspace(tmp_path: Path, pulumi_engine: Engine) -> Workspace:
+    return Workspace(tmp_path / "ws", pulumi_engine)
 
 
 def steps_by_op(result: Result) -> dict[str, list[dict[str, Any]]]:
@@ -138,7 +130,7 @@ def expected_creates(plan: dict[str, Any]) -> Counter[str]:
 
 
 @pytest.mark.parametrize("count", [1, 2, 4])
-def test_preview_plans_exactly_the_expected_creates(workspace: Workspace, fake: FakeProxmox, count: int) -> None:
+def test_preview_plans_exactly_the_expected_creates(workspace: Workspace, fake: RunningPve, count: int) -> None:
     plan = dev_plan()
     plan["webServers"] = servers(count)
     workspace.init_stack(fake.endpoint, {"haproxy-lab:webServers": plan["webServers"]})
@@ -151,13 +143,13 @@ def test_preview_plans_exactly_the_expected_creates(workspace: Workspace, fake: 
     assert creates[SNIPPET] == count + 1
     assert creates[IMAGE] == 1
     assert creates[RULES] == creates[OPTIONS] == count + 1
-    assert fake.requests == [], "preview called the Proxmox API: list the calls in README and tests/fake_proxmox.py"
+    assert fake.requests() == [], NO_API_CALL
 
 
 # ------------------------------------------------------------------------------------------- refusals
 
 
-def test_bad_config_fails_preview_with_the_programs_message(workspace: Workspace, fake: FakeProxmox) -> None:
+def test_bad_config_fails_preview_with_the_programs_message(workspace: Workspace, fake: RunningPve) -> None:
     bad = servers(2)
     bad[1]["ip"] = bad[0]["ip"]
     workspace.init_stack(fake.endpoint, {"haproxy-lab:webServers": bad})
@@ -165,10 +157,10 @@ def test_bad_config_fails_preview_with_the_programs_message(workspace: Workspace
     assert result.returncode != 0
     assert "haproxy-lab:webServers[1].ip: 10.0.0.31 is already used by webServers[0]" in result.output
     assert "Traceback" not in result.output
-    assert fake.requests == []
+    assert fake.requests() == []
 
 
-def test_the_provider_plugin_validates_what_the_program_passes_through(workspace: Workspace, fake: FakeProxmox) -> None:
+def test_the_provider_plugin_validates_what_the_program_passes_through(workspace: Workspace, fake: RunningPve) -> None:
     """bpg's provider schema refuses an endpoint that is not http(s) (validation.IsURLWithHTTPorHTTPS).
     The program never reads proxmoxve:endpoint, so only the plugin's CheckConfig can refuse it."""
     endpoint = fake.endpoint.replace("https://", "ftp://")
@@ -193,7 +185,7 @@ def assert_no_plain_secret(where: str, text: str) -> None:
             assert fragment not in text, f"{key} in plain text in {where}"
 
 
-def test_no_secret_in_plain_text_in_preview_output_or_backend(workspace: Workspace, fake: FakeProxmox) -> None:
+def test_no_secret_in_plain_text_in_preview_output_or_backend(workspace: Workspace, fake: RunningPve) -> None:
     workspace.init_stack(fake.endpoint)
     result = workspace.preview()
     assert_no_plain_secret("pulumi preview --json", result.output)
@@ -207,15 +199,17 @@ def test_no_secret_in_plain_text_in_preview_output_or_backend(workspace: Workspa
 
 
 @pytest.fixture(scope="module")
-def dev_state(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path, fake: FakeProxmox) -> list[dict[str, Any]]:
+def dev_state(
+    tmp_path_factory: pytest.TempPathFactory, pulumi_engine: Engine, fake: RunningPve
+) -> list[dict[str, Any]]:
     """The dev stack's state as deployed, built once (tests/engine_state.py)."""
-    workspace = Workspace(tmp_path_factory.mktemp("dev-state"), bin_dir)
+    workspace = Workspace(tmp_path_factory.mktemp("dev-state"), pulumi_engine)
     workspace.init_stack(fake.endpoint)
     return import_planned_state(workspace, dev_plan())
 
 
 @pytest.fixture
-def deployed(workspace: Workspace, fake: FakeProxmox, dev_state: list[dict[str, Any]]) -> Workspace:
+def deployed(workspace: Workspace, fake: RunningPve, dev_state: list[dict[str, Any]]) -> Workspace:
     """A fresh dev stack whose state is the deployed one: the next preview plans changes only."""
     workspace.init_stack(fake.endpoint)
     import_state(workspace, copy.deepcopy(dev_state))
@@ -235,9 +229,9 @@ def event_ops(workspace: Workspace) -> list[tuple[str, str]]:
     return ops
 
 
-def test_an_unchanged_stack_plans_nothing(deployed: Workspace, fake: FakeProxmox) -> None:
+def test_an_unchanged_stack_plans_nothing(deployed: Workspace, fake: RunningPve) -> None:
     assert changed(deployed.preview()) == {}
-    assert fake.requests == [], "preview called the Proxmox API: list the calls in README and tests/fake_proxmox.py"
+    assert fake.requests() == [], NO_API_CALL
 
 
 def test_no_secret_in_plain_text_in_a_deployed_stacks_backend(deployed: Workspace) -> None:
@@ -305,3 +299,21 @@ def test_a_recreated_vm_is_provisioned_again(deployed: Workspace) -> None:
     plan = _ssh_key_changed(deployed)
     for host in ("haproxy-sam", "web1-sam", "web2-sam"):
         assert f"haproxy-lab-{host}-cloud-init" in plan.get("replace", []), plan
+
+
+def test_the_cd_drive_fix_updates_an_existing_stacks_vms_in_place(workspace: Workspace, fake: RunningPve) -> None:
+    """A stack built before the fix holds the provider's default CD drive (file "": the node's own drive).
+    Its next `pulumi up` updates each VM in place to an empty drive: no VM is replaced, nothing else
+    changes, and so no remote command runs again (tests/test_role.py applies it to VMs in the fake)."""
+    workspace.init_stack(fake.endpoint)
+    as_before_the_cdrom_fix(workspace)
+    import_planned_state(workspace, dev_plan())
+    with_the_cdrom_fix(workspace)
+    result = workspace.preview()
+    vms = [f"haproxy-lab-{host}-machine-vm" for host in ("haproxy-sam", "web1-sam", "web2-sam")]
+    assert changed(result) == {"update": vms}
+    for step in steps_by_op(result)["update"]:
+        assert set(step["detailedDiff"]) == {"cdrom.fileId"}, step["detailedDiff"]
+        assert step["oldState"]["inputs"]["cdrom"]["fileId"] == ""
+        assert step["newState"]["inputs"]["cdrom"]["fileId"] == "none"
+    assert fake.requests() == []

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from components.remote import sudo_script, sudo_script_with_bundle
-from e2e.guests import NspawnMachines, cleanup
+from components import provisioning, web_server
+from components.remote import Budget, RootScript
 from e2e.guests.guest import Guest
-from e2e.guests.record import entries
+from e2e.guests.machines import NspawnMachines
+from e2e.guests.record import cleanup, entries
 from e2e.machines import VmSpec
 from plan.app_contract import HEALTH_PATH, SERVER_PORT
 from plan.model import Host, LabConfig
@@ -43,6 +43,11 @@ pytestmark = [
 SUBNET = ipaddress.IPv4Network("198.18.61.0/24")
 OUTSIDE = ipaddress.IPv4Address("198.19.61.9")  # in the test range, outside the guests' subnet: never routed
 FIGURES: dict[str, object] = {}
+# The program's budget for each step it runs over SSH (its command line bounds the step on the VM).
+BUDGETS: dict[str, Budget] = {
+    "wait-for-cloud-init.sh": provisioning.WAIT_FOR_BOOT,
+    "install-docker.sh": web_server.INSTALL,
+}
 
 
 @dataclass
@@ -74,8 +79,8 @@ class Lab:
         return h.ssh(self.key, self.lab.ssh.user, host.ip, command, stdin=stdin, timeout_s=timeout_s)
 
     def run_script(self, host: Host, name: str) -> subprocess.CompletedProcess[str]:
-        """A files/scripts script as the program runs it: its shipped text through `sudo -n sh -c` over SSH."""
-        return self.ssh(host, sudo_script(script_text(name), name), timeout_s=900)
+        """A files/scripts script as the program runs it: its shipped text, as root within its budget, over SSH."""
+        return self.ssh(host, RootScript(script_text(name), name).command_line(BUDGETS[name]), timeout_s=900)
 
 
 @pytest.fixture(scope="module")
@@ -172,48 +177,20 @@ def test_guests_reach_each_other(lab: Lab) -> None:
     assert result.stdout.strip() == "open", result.stderr
 
 
-VRRP_RECEIVE = textwrap.dedent(
-    """
-    import socket, struct, sys
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-    group = struct.pack("4s4s", socket.inet_aton("224.0.0.18"), socket.inet_aton(sys.argv[1]))
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
-    s.settimeout(20)
-    print("ready", flush=True)
-    while True:
-        data, peer = s.recvfrom(2048)
-        if data[20:].startswith(b"\\x31"):
-            print("vrrp from", peer[0], flush=True)
-            break
-    """
-)
-VRRP_SEND = textwrap.dedent(
-    """
-    import socket, sys, time
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
-    for _ in range(40):
-        s.sendto(b"\\x31\\x33\\x64\\x01\\x00\\x14\\x00\\x00" + socket.inet_aton("198.18.61.100"), ("224.0.0.18", 0))
-        time.sleep(0.25)
-    """
-)
-
-
 def test_vrrp_multicast_passes_between_guests(lab: Lab) -> None:
     """keepalived's adverts (IP protocol 112 to 224.0.0.18) cross the bridge, as between two VMs."""
     for each in lab.hosts:
         lab.ready(each)
     first, second = lab.hosts
     listen = subprocess.Popen(
-        ["nsenter", "-t", str(lab.guest(second).pid1()), "-a", "python3", "-c", VRRP_RECEIVE, str(second.ip)],
+        ["nsenter", "-t", str(lab.guest(second).pid1()), "-a", "python3", "-c", h.VRRP_RECEIVE, str(second.ip)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert listen.stdout is not None
     assert listen.stdout.readline().strip() == "ready"
-    send = lab.guest(first).run(["python3", "-c", VRRP_SEND, str(first.ip)], timeout_s=60)
+    send = lab.guest(first).run(["python3", "-c", h.VRRP_SEND, str(first.ip)], timeout_s=60)
     assert send.returncode == 0, send.stderr
     out, err = listen.communicate(timeout=30)
     assert out.strip() == f"vrrp from {first.ip}", err
@@ -277,9 +254,10 @@ def test_docker_compose_builds_and_serves_the_web_app(lab: Lab) -> None:
     trusted = ",".join(str(balancer.ip) for balancer in lab.lab.load_balancers)
     bundle = tar_gz_base64(webapp_bundle(server, trusted_proxies=trusted))
     started = time.monotonic()
-    deploy = lab.ssh(
-        host, sudo_script_with_bundle(script_text("deploy-webapp.sh"), "deploy-webapp.sh"), stdin=bundle, timeout_s=1100
+    deploy_line = RootScript(script_text("deploy-webapp.sh"), "deploy-webapp.sh", bundle=True).command_line(
+        web_server.DEPLOY
     )
+    deploy = lab.ssh(host, deploy_line, stdin=bundle, timeout_s=1100)
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     FIGURES["deploy_webapp_s"] = round(time.monotonic() - started, 1)
 

@@ -31,10 +31,10 @@ def test_ha_stack_is_a_pair_behind_the_virtual_ip_with_the_dev_web_servers() -> 
 
 def test_a_single_load_balancer_keeps_its_meaning() -> None:
     lab = load_stack_file("dev")
-    assert lab.standby is None
+    assert not lab.is_pair
     assert lab.virtual_ip is None
-    assert lab.load_balancers == (lab.load_balancer,)
-    assert lab.site_ip == lab.load_balancer.ip
+    assert [lb.name for lb in lab.load_balancers] == ["HAPROXY-SAM"]
+    assert lab.site_ip == lab.load_balancers[0].ip
 
 
 def _problems(raw: dict[str, Any]) -> list[str]:
@@ -132,7 +132,7 @@ def test_vms_are_spread_over_the_nodes_and_the_pair_never_shares_one(nodes: Any,
     placed = [lab.node_for(host) for host in lab.hosts]
     assert placed == expected
     if len(lab.proxmox.nodes) > 1:
-        assert lab.node_for(lab.load_balancer) != lab.node_for(lab.standby)  # type: ignore[arg-type]
+        assert lab.node_for(lab.load_balancers[0]) != lab.node_for(lab.load_balancers[1])
 
 
 @pytest.mark.parametrize(

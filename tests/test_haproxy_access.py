@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.local_lab import basic_auth_header, free_port
+from rehearsal.local_lab import free_port
+from rehearsal.stats import basic_auth_header
 from render.haproxy_cfg import Backend, HaproxySettings, render_haproxy_cfg
 from tests.haproxy_binaries import all_haproxies
 from tests.http_probe import get_when_listening

@@ -19,15 +19,16 @@ from hypothesis import strategies as st
 
 from plan.model import LabConfig
 from plan.values import BALANCE_ALGORITHMS
-from rehearsal.local_lab import basic_auth_header, free_port
+from rehearsal.local_lab import free_port
+from rehearsal.stats import basic_auth_header
 from render.haproxy_cfg import (
-    TRAILER,
     Backend,
     HaproxySettings,
     quote_haproxy_word,
     render_haproxy_cfg,
     render_lab_haproxy_cfg,
 )
+from render.shipping import CONFIG_TRAILER
 from tests.haproxy_binaries import all_haproxies, haproxy26
 from tests.http_probe import get_when_listening
 from tests.plans import lab_with_servers
@@ -132,7 +133,7 @@ def test_failover_settings_are_present(dev: LabConfig) -> None:
 def test_last_line_is_the_trailer(dev: LabConfig) -> None:
     for cfg in (render_lab_haproxy_cfg(dev, PASSWORD), render_haproxy_cfg(loopback_settings())):
         assert cfg.endswith("\n")
-        assert cfg.splitlines()[-1] == TRAILER
+        assert cfg.splitlines()[-1] == CONFIG_TRAILER
 
 
 def test_stats_admin_is_never_open_to_everybody(dev: LabConfig) -> None:
@@ -193,7 +194,7 @@ def test_quote_refuses_empty_and_control_characters(bad: str) -> None:
 @pytest.mark.parametrize("password", HOSTILE_PASSWORDS)
 def test_hostile_passwords_keep_the_config_valid(dev: LabConfig, password: str, tmp_path: Path) -> None:
     cfg = render_lab_haproxy_cfg(dev, password)
-    assert cfg.splitlines()[-1] == TRAILER
+    assert cfg.splitlines()[-1] == CONFIG_TRAILER
     assert_valid_everywhere(cfg, tmp_path)
 
 

@@ -7,6 +7,7 @@ their /healthz can be switched off, so every wait below is on a state the test c
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.local_lab import free_port, parse_stats_csv
+from rehearsal.local_lab import free_port
 from rehearsal.runtime import cli
+from rehearsal.stats import parse_stats_csv
+from render.haproxy_cfg import BACKEND
 from render.shipping import script_text
 from tests.haproxy_binaries import haproxy26, haproxy30
 from tests.http_probe import get_when_listening
@@ -255,3 +258,10 @@ def test_bad_arguments_are_refused_before_any_command(lb: Lb, args: tuple[str, .
     result = lb.run(*args)
     assert result.returncode == 2
     assert lb.states() == {"S1": "UP", "S2": "UP"}
+
+
+def test_the_scripts_default_backend_is_the_rendered_one() -> None:
+    """The VMs run haproxy-server-state.sh without BACKEND: its default must name haproxy.cfg's backend."""
+    found = re.search(r"^BACKEND=\$\{BACKEND:-([A-Za-z0-9_]+)\}$", script_text(SCRIPT), re.MULTILINE)
+    assert found is not None
+    assert found.group(1) == BACKEND

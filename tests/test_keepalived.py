@@ -32,7 +32,6 @@ from rehearsal.local_lab import free_port
 from render.haproxy_cfg import render_lab_haproxy_cfg
 from render.keepalived import (
     CHECK_SCRIPT_FILE,
-    TRAILER,
     KeepalivedSettings,
     keepalived_bundle,
     liveness_port,
@@ -40,7 +39,7 @@ from render.keepalived import (
     render_keepalived_conf,
     virtual_router_id,
 )
-from render.shipping import script_text
+from render.shipping import CONFIG_TRAILER, script_text
 from tests.haproxy_binaries import all_haproxies
 
 pytestmark = pytest.mark.timeout(120)
@@ -142,7 +141,7 @@ def test_the_pair_differs_only_in_identity_priority_and_peers() -> None:
     text = "\n".join(first)
     for line in ("state BACKUP", "nopreempt", "vrrp_version 3", "advert_int 0.2", "10.0.0.30/16 dev eth0"):
         assert line in text
-    assert text.endswith(TRAILER)
+    assert text.endswith(CONFIG_TRAILER)
     assert "(about 683 ms here)" in text, "the comment states this host's master-down interval"
 
 
@@ -371,7 +370,7 @@ def test_a_config_keepalived_refuses_never_replaces_the_live_one(target: Target)
 
 
 def test_a_truncated_upload_is_refused(target: Target) -> None:
-    truncated = render_keepalived_conf(target.settings).removesuffix(TRAILER + "\n")
+    truncated = render_keepalived_conf(target.settings).removesuffix(CONFIG_TRAILER + "\n")
     result = target.apply(target.bundle(conf=truncated))
     assert result.returncode == 1
     assert "truncated upload" in result.stderr

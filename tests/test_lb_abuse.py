@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmark import throughput
 from plan.stack_file import load_stack_file
 from rehearsal import checks
-from rehearsal.benchmark import throughput
 from rehearsal.local_lab import LocalLab
-from rehearsal.plan import rehearsal_setup
+from rehearsal.loopback import rehearsal_setup
 from render.haproxy_cfg import MAX_CONN_PER_SOURCE
 from tests.haproxy_binaries import all_haproxies
 

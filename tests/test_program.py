@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import itertools
 import json
-import tarfile
 from typing import Any
 
 import pytest
-import yaml
 
 from plan.app_contract import HEALTH_PATH
 from tests.plans import dev_raw, raw_with_servers
+from tests.program_harness import (
+    ancestors,
+    assert_parented_and_uniquely_named,
+    bundle_of,
+    commands_of,
+    compose_of,
+    depends_on,
+    evaluate,
+    vm_named,
+)
 from tests.pulumi_harness import (
+    COMMAND,
+    IMAGE,
+    OPTIONS,
+    RULES,
     TEST_API_TOKEN,
     TEST_PRIVATE_KEY,
     TEST_STATS_PASSWORD,
-    Registered,
+    VM,
     Run,
     is_secret,
     run_program,
@@ -26,59 +36,12 @@ from tests.pulumi_harness import (
     unwrap,
 )
 
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
-SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
-IMAGE = "proxmoxve:download/file:File"
-COMMAND = "command:remote:Command"
-RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
-OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
-
 pytestmark = pytest.mark.timeout(120)
-
-
-def evaluate(plan: dict[str, Any], **kwargs: Any) -> Run:
-    config, secret_keys = stack_config(plan, **kwargs)
-    return run_program(config, secret_keys)
 
 
 @pytest.fixture(scope="module")
 def dev_run() -> Run:
     return evaluate(dev_raw())
-
-
-def vm_named(run: Run, name: str) -> Registered:
-    return next(r for r in run.of_type(VM) if r.inputs["name"] == name)
-
-
-def commands_of(run: Run, component: str) -> dict[str, Registered]:
-    """The remote commands parented to a component, keyed by their name's last part."""
-    return {
-        r.name.removeprefix(f"{component}-"): r for r in run.of_type(COMMAND) if run.by_urn(r.parent).name == component
-    }
-
-
-def bundle_of(run: Run, host: str) -> dict[str, str]:
-    """The files a web server's deploy command ships, unpacked from its stdin."""
-    deploy = commands_of(run, f"haproxy-lab-{host}")["deploy-webapp"]
-    files: dict[str, str] = {}
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(deploy.inputs["stdin"])), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            extracted = tar.extractfile(member)
-            assert extracted is not None
-            files[member.name] = extracted.read().decode()
-    return files
-
-
-def compose_of(run: Run, host: str) -> dict[str, Any]:
-    return dict(yaml.safe_load(bundle_of(run, host)["compose.yaml"]))
-
-
-def ancestors(run: Run, resource: Registered) -> set[str]:
-    names: set[str] = set()
-    while resource.parent and not resource.parent.endswith("pulumi:pulumi:Stack::haproxy-lab-dev"):
-        resource = run.by_urn(resource.parent)
-        names.add(resource.name)
-    return names
 
 
 def test_dev_stack_declares_the_reports_three_vms(dev_run: Run) -> None:
@@ -153,27 +116,23 @@ def test_every_remote_command_targets_its_own_vm_with_the_key_as_a_secret(dev_ru
         assert connection["host"] == vm.inputs["initialization"]["ipConfigs"][0]["ipv4"]["address"].split("/")[0]
         assert connection["user"] == "samuel"
         assert connection["privateKey"] == TEST_PRIVATE_KEY
-        assert cmd.inputs["create"].startswith("sudo -n sh -c ")
-
-
-def _depends_on(run: Run, resource: Registered, name: str) -> bool:
-    return any(run.by_urn(urn).name == name for urn in resource.dependencies)
+        assert " sudo -n timeout " in cmd.inputs["create"], f"{cmd.name}: runs as root within its budget"
 
 
 def test_remote_commands_wait_for_what_they_must_follow(dev_run: Run) -> None:
     for host in ("haproxy-sam", "web1-sam", "web2-sam"):
         component = f"haproxy-lab-{host}"
         steps = commands_of(dev_run, component)
-        assert _depends_on(dev_run, steps["cloud-init"], f"{component}-machine-vm")
-        assert _depends_on(dev_run, steps["cloud-init"], f"{component}-machine-firewall-rules")
+        assert depends_on(dev_run, steps["cloud-init"], f"{component}-machine-vm")
+        assert depends_on(dev_run, steps["cloud-init"], f"{component}-machine-firewall-rules")
         install = "install-haproxy" if host == "haproxy-sam" else "install-docker"
-        assert _depends_on(dev_run, steps[install], f"{component}-cloud-init")
+        assert depends_on(dev_run, steps[install], f"{component}-cloud-init")
         last = "apply-haproxy-cfg" if host == "haproxy-sam" else "deploy-webapp"
-        assert _depends_on(dev_run, steps[last], f"{component}-{install}")
+        assert depends_on(dev_run, steps[last], f"{component}-{install}")
     # Rolling updates: web2 is drained only once web1 is ready again, and deployed only once drained.
     web2 = commands_of(dev_run, "haproxy-lab-web2-sam")
-    assert _depends_on(dev_run, web2["drain"], "haproxy-lab-web1-sam-ready")
-    assert _depends_on(dev_run, web2["deploy-webapp"], "haproxy-lab-web2-sam-drain")
+    assert depends_on(dev_run, web2["drain"], "haproxy-lab-web1-sam-ready")
+    assert depends_on(dev_run, web2["deploy-webapp"], "haproxy-lab-web2-sam-drain")
 
 
 def test_load_balancer_is_provisioned_in_parallel_with_the_web_servers(dev_run: Run) -> None:
@@ -212,15 +171,7 @@ def test_stack_outputs(dev_run: Run) -> None:
 
 
 def test_every_resource_is_parented_and_uniquely_named(dev_run: Run) -> None:
-    names = [r.name for r in dev_run.resources]
-    assert len(names) == len(set(names))
-    lab = dev_run.named("haproxy-lab")
-    for resource in dev_run.resources:
-        if resource is lab:
-            continue
-        assert "haproxy-lab" in ancestors(dev_run, resource), f"{resource.name} is not inside the Lab component"
-    for custom in (r for r in dev_run.resources if r.custom):
-        assert not dev_run.by_urn(custom.parent).custom, f"{custom.name}'s parent must be a component"
+    assert_parented_and_uniquely_named(dev_run)
 
 
 def test_secrets_never_appear_in_plain_inputs(dev_run: Run) -> None:
@@ -269,7 +220,7 @@ def test_any_number_of_web_servers(count: int) -> None:
         assert [rule["source"] for rule in http] == ["10.0.0.30/32"], "only the load balancer reaches the app"
     steps = [commands_of(run, f"haproxy-lab-web{i}-sam") for i in range(1, count + 1)]
     for previous, current in itertools.pairwise(steps):
-        assert _depends_on(run, current["drain"], previous["ready"].name)
+        assert depends_on(run, current["drain"], previous["ready"].name)
 
 
 def _comparable(run: Run) -> str:
@@ -400,7 +351,7 @@ def test_hostile_messages_travel_as_data_never_as_commands() -> None:
     deploy = commands_of(run, "haproxy-lab-web1-sam")["deploy-webapp"]
     assert hostile not in deploy.inputs["create"], "user text must never reach a command line"
     compose = compose_of(run, "web1-sam")
-    # Compose's own `$` escaping ($$) is checked against Docker Compose itself in test_container.py.
+    # Compose's own `$` escaping ($$) is checked against Docker Compose itself in test_compose.py.
     assert compose["services"]["web"]["environment"]["MESSAGE"].replace("$$", "$") == hostile
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     assert hostile not in cfg

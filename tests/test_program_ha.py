@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import copy
-import io
-import tarfile
 from typing import Any
 
 import pytest
 
-from plan.stack_file import raw_project_config, stack_file
-from tests.pulumi_harness import Registered, Run, is_secret, run_program, stack_config, unwrap
-from tests.test_program import COMMAND, IMAGE, RULES, SNIPPET, VM, commands_of, compose_of
+from tests.plans import ha_raw
+from tests.program_harness import (
+    assert_parented_and_uniquely_named,
+    commands_of,
+    compose_of,
+    depends_on,
+    evaluate,
+    unpack,
+)
+from tests.pulumi_harness import COMMAND, IMAGE, RULES, SNIPPET, VM, Run, is_secret, run_program, stack_config, unwrap
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -22,33 +25,13 @@ LBS = {
 }
 
 
-def ha_plan() -> dict[str, Any]:
-    return copy.deepcopy(raw_project_config(stack_file("ha")))
-
-
-def evaluate(plan: dict[str, Any]) -> Run:
-    config, secret_keys = stack_config(plan)
-    return run_program(config, secret_keys)
-
-
 @pytest.fixture(scope="module")
 def ha_run() -> Run:
-    return evaluate(ha_plan())
+    return evaluate(ha_raw())
 
 
 def keepalived_files(run: Run, host: str) -> dict[str, str]:
-    apply = commands_of(run, f"haproxy-lab-{host}")["apply-keepalived-conf"]
-    files: dict[str, str] = {}
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(unwrap(apply.inputs["stdin"]))), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            extracted = tar.extractfile(member)
-            assert extracted is not None
-            files[member.name] = extracted.read().decode()
-    return files
-
-
-def _depends_on(run: Run, resource: Registered, name: str) -> bool:
-    return any(run.by_urn(urn).name == name for urn in resource.dependencies)
+    return unpack(commands_of(run, f"haproxy-lab-{host}")["apply-keepalived-conf"].inputs["stdin"])
 
 
 def test_four_vms_two_load_balancers_and_the_dev_web_servers(ha_run: Run) -> None:
@@ -72,10 +55,10 @@ def test_each_load_balancer_gets_haproxy_then_keepalived(ha_run: Run) -> None:
             "install-keepalived",
             "apply-keepalived-conf",
         }
-        assert _depends_on(ha_run, steps["install-keepalived"], f"{component}-install-haproxy")
+        assert depends_on(ha_run, steps["install-keepalived"], f"{component}-install-haproxy")
         apply = steps["apply-keepalived-conf"]
-        assert _depends_on(ha_run, apply, f"{component}-install-keepalived")
-        assert _depends_on(ha_run, apply, f"{component}-apply-haproxy-cfg"), (
+        assert depends_on(ha_run, apply, f"{component}-install-keepalived")
+        assert depends_on(ha_run, apply, f"{component}-apply-haproxy-cfg"), (
             "the track script asks haproxy.cfg's listener"
         )
         assert is_secret(apply.inputs["connection"])
@@ -129,7 +112,7 @@ def test_web_servers_trust_forwarded_for_from_both_load_balancers(ha_run: Run) -
 
 
 def test_two_nodes_spread_the_vms_and_separate_the_pair() -> None:
-    plan = ha_plan()
+    plan = ha_raw()
     plan["proxmox"]["node"] = ["pve1", "pve2"]
     run = evaluate(plan)
     nodes = {r.inputs["name"]: r.inputs["nodeName"] for r in run.of_type(VM)}
@@ -149,7 +132,7 @@ def test_two_nodes_spread_the_vms_and_separate_the_pair() -> None:
 
 
 def test_a_template_on_the_first_node_is_cloned_across() -> None:
-    plan = ha_plan()
+    plan = ha_raw()
     plan["proxmox"].update(node=["pve1", "pve2"], templateVmId=9000)
     run = evaluate(plan)
     clones = {r.inputs["name"]: r.inputs["clone"] for r in run.of_type(VM)}
@@ -159,7 +142,7 @@ def test_a_template_on_the_first_node_is_cloned_across() -> None:
 
 
 def _bad(mutate: Any) -> dict[str, Any]:
-    plan = ha_plan()
+    plan = ha_raw()
     mutate(plan)
     return plan
 
@@ -209,8 +192,7 @@ def test_bad_pairs_are_refused_before_any_resource(plan: dict[str, Any], message
 
 
 def test_every_resource_is_parented_and_uniquely_named(ha_run: Run) -> None:
-    names = [r.name for r in ha_run.resources]
-    assert len(names) == len(set(names))
+    assert_parented_and_uniquely_named(ha_run)
     assert len(ha_run.of_type(SNIPPET)) == 4
     # Per load balancer: cloud-init, 2 installs, 2 applies; per web server: cloud-init, install, deploy,
     # and drain + ready on each load balancer.
@@ -223,8 +205,8 @@ def test_rollouts_drain_and_ready_each_server_on_both_load_balancers(ha_run: Run
         on = {step: unwrap(steps[step].inputs["connection"])["host"] for step in steps}
         assert on["drain"] == on["ready"] == "10.0.0.33"
         assert on["standby-drain"] == on["standby-ready"] == "10.0.0.34"
-        assert _depends_on(ha_run, steps["standby-drain"], f"haproxy-lab-{host}-drain")
-        assert _depends_on(ha_run, steps["deploy-webapp"], f"haproxy-lab-{host}-standby-drain")
-        assert _depends_on(ha_run, steps["standby-ready"], f"haproxy-lab-{host}-ready")
+        assert depends_on(ha_run, steps["standby-drain"], f"haproxy-lab-{host}-drain")
+        assert depends_on(ha_run, steps["deploy-webapp"], f"haproxy-lab-{host}-standby-drain")
+        assert depends_on(ha_run, steps["standby-ready"], f"haproxy-lab-{host}-ready")
     web2 = commands_of(ha_run, "haproxy-lab-web2-sam")
-    assert _depends_on(ha_run, web2["drain"], "haproxy-lab-web1-sam-standby-ready"), "one server at a time"
+    assert depends_on(ha_run, web2["drain"], "haproxy-lab-web1-sam-standby-ready"), "one server at a time"

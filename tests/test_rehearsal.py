@@ -24,11 +24,12 @@ import pytest
 from plan.model import LabConfig
 from rehearsal import checks
 from rehearsal import day2 as checks_day2
-from rehearsal.__main__ import format_table, run_checks
-from rehearsal.checks import CheckResult
-from rehearsal.local_lab import LocalLab, ServerSpec, parse_stats_csv
-from rehearsal.plan import planned_servers, rehearsal_setup
+from rehearsal.__main__ import run_checks
+from rehearsal.local_lab import LocalLab, ServerSpec
+from rehearsal.loopback import planned_servers, rehearsal_setup
+from rehearsal.results import CheckResult, format_table
 from rehearsal.runtime import cli, show_proc
+from rehearsal.stats import parse_stats_csv
 
 REPO = Path(__file__).resolve().parent.parent
 DRILL_SECONDS = 5.0

@@ -14,7 +14,7 @@ import pytest
 from plan.model import LabConfig
 from rehearsal import checks
 from rehearsal.local_lab import LocalLab
-from rehearsal.plan import rehearsal_setup
+from rehearsal.loopback import rehearsal_setup
 
 
 @pytest.mark.slow

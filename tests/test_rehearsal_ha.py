@@ -21,7 +21,7 @@ import pytest
 from plan.stack_file import load_stack_file
 from rehearsal.ha.drills import GOAL_SECONDS, run_drills
 from rehearsal.ha.netns import TEST_NETWORKS, TestNetwork
-from rehearsal.ha.pair import HaPair
+from rehearsal.ha.netns_pair import HaPair
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,8 @@ def _network_with_processes(tmp_path: Path, pids: list[int]) -> TestNetwork:
     with TestNetwork() as net:
         for number, name in ((11, "a"), (12, "b")):
             net.add_host(name, number)
-            net.spawn(name, ["sh", "-c", "sleep 60 & exec sleep 61"], tmp_path / f"{name}.log")
+            argv = net.exec_argv(name, ["sh", "-c", "sleep 60 & exec sleep 61"])
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 5
         while len(pids) < 4 and time.monotonic() < deadline:
             pids[:] = net.pids("a") + net.pids("b")
@@ -111,7 +112,7 @@ def test_the_five_drills_pass_with_their_goals(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigterm_removes_every_namespace_and_process() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rehearsal", "--ha", "--drill-seconds", "4"],
+        [sys.executable, "-m", "rehearsal", "--ha", "--drill-seconds", "4", "--keep-logs"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -140,7 +141,7 @@ def test_sigterm_removes_every_namespace_and_process() -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, output
-    assert "interrupted, removing every process and namespace" in output
+    assert "interrupted, stopping every process" in output
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     assert f"hl{suffix}-" not in namespaces

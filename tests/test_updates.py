@@ -13,8 +13,8 @@ import pytest
 import render.webapp
 from tests.change_diff import all_steps, changed, re_created_vms, re_run_steps
 from tests.plans import dev_raw, raw_with_servers
-from tests.pulumi_harness import REPO_ROOT, TEST_API_TOKEN, TEST_PRIVATE_KEY, Run
-from tests.test_program import VM, commands_of, evaluate, vm_named
+from tests.program_harness import commands_of, evaluate, vm_named
+from tests.pulumi_harness import REPO_ROOT, TEST_API_TOKEN, TEST_PRIVATE_KEY, VM, Run
 
 pytestmark = pytest.mark.timeout(180)
 

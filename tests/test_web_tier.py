@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from plan.model import LabConfig
-from rehearsal.local_lab import LocalLab, stats_rows
-from rehearsal.plan import LB_SOURCE, rehearsal_setup
+from rehearsal.local_lab import LocalLab
+from rehearsal.loopback import LB_SOURCE, rehearsal_setup
+from rehearsal.stats import stats_rows
 
 CLIENT = "127.0.0.77"  # inside the rehearsal's client network (127.0.0.0/8), not the LB's source address
 OTHER = "127.0.0.78"

@@ -26,8 +26,8 @@ from types import ModuleType
 import pytest
 from flask import Flask
 
+from benchmark.slow_body import slow_body_drill
 from plan.app_contract import HEALTH_PATH, ServerEnvironment
-from rehearsal.benchmark.slow_body import slow_body_drill
 from rehearsal.local_lab import free_port
 from tests.http_probe import get_when_listening
 

@@ -2,7 +2,10 @@
 # Provide the Pulumi engine that tests/test_engine.py runs: the pulumi CLI, a Python language host and
 # the two provider plugins the program uses, at the versions of tools/pulumi-engine/versions.env.
 #
-# A pulumi CLI already on PATH at PULUMI_VERSION is used as it is. Otherwise everything is built from Go
+# The engine installed the ordinary way (a pulumi CLI at PULUMI_VERSION on PATH, which bundles the Python language
+# host, and both plugins installed with `pulumi plugin install`, as the users' CI does) is used as it is: nothing
+# is built (`--installed`: only say whether it is there, exit 1 if not). A pulumi CLI at PULUMI_VERSION alone is
+# used too, and the rest built. Otherwise everything is built from Go
 # modules (go build -trimpath, each from a wrapper module of ours under tools/pulumi-engine/, whose
 # go.mod/go.sum pin every module) and cached outside the repository:
 #   $PULUMI_ENGINE_DIR (default /var/cache/haproxy-lab/pulumi-$PULUMI_VERSION)/bin, plus GOPATH,
@@ -38,6 +41,25 @@ up_to_date() {
     [ -x "$BIN/$1" ] && [ -f "$BIN/.$1.stamp" ] && [ "$(cat "$BIN/.$1.stamp")" = "$(stamp "$@")" ]
 }
 
+# installed_engine: the engine installed the ordinary way (users' CI, a workstation with Pulumi): a pulumi CLI
+# at PULUMI_VERSION on PATH with the Python language host it bundles beside it, and both provider plugins at the
+# versions the SDKs ask for in Pulumi's plugin cache (`pulumi plugin install resource NAME VERSION`).
+installed_engine() {
+    cli=$(command -v pulumi 2>/dev/null) || return 1
+    [ "$("$cli" version 2>/dev/null)" = "v$PULUMI_VERSION" ] || return 1
+    [ -x "$(dirname "$cli")/pulumi-language-python" ] || return 1
+    plugins=${PULUMI_HOME:-$HOME/.pulumi}/plugins
+    [ -x "$plugins/resource-proxmoxve-v$PROXMOXVE_PY_VERSION/pulumi-resource-proxmoxve" ] &&
+        [ -x "$plugins/resource-command-v$COMMAND_PY_VERSION/pulumi-resource-command" ]
+}
+
+if installed_engine; then
+    log "engine installed the ordinary way: $(command -v pulumi) v$PULUMI_VERSION and its plugins in" \
+        "${PULUMI_HOME:-$HOME/.pulumi}/plugins; nothing to build"
+    exit 0
+fi
+[ "${1:-}" = --installed ] && exit 1
+
 ambient_cli=
 if command -v pulumi >/dev/null 2>&1 && [ "$(command -v pulumi)" != "$BIN/pulumi" ]; then
     if [ "$(pulumi version 2>/dev/null)" = "v$PULUMI_VERSION" ]; then
@@ -47,7 +69,9 @@ fi
 
 need=
 [ -n "$ambient_cli" ] || up_to_date pulumi "$PULUMI_VERSION" "$ENGINE_SRC/cli" || need="$need pulumi"
-up_to_date pulumi-language-python "$PULUMI_VERSION" "$ENGINE_SRC/standins" || need="$need pulumi-language-python"
+{ up_to_date pulumi-language-python "$PULUMI_VERSION" "$ENGINE_SRC/standins" &&
+    [ -x "$BIN/pulumi-language-python-exec" ] && [ -x "$BIN/pulumi-resource-pulumi-python" ]; } ||
+    need="$need pulumi-language-python"
 up_to_date pulumi-resource-command "$COMMAND_PY_VERSION" "$ENGINE_SRC/standins" || need="$need pulumi-resource-command"
 up_to_date pulumi-resource-proxmoxve "$PROXMOXVE_PY_VERSION" "$ENGINE_SRC/proxmoxve" ||
     need="$need pulumi-resource-proxmoxve"
@@ -62,7 +86,9 @@ if [ -z "$GO" ]; then
     if command -v go >/dev/null 2>&1; then GO=go; elif [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; fi
 fi
 if [ -z "$GO" ]; then
-    log "no Go toolchain: cannot build$need (tests/test_engine.py will be skipped)" >&2
+    log "no Go toolchain: cannot build$need; install the engine instead (docs/engine.md, \"Where the engine" \
+        "comes from\"): tests/test_engine.py fails under CI, is skipped elsewhere" >&2
+    [ -z "${CI:-}" ] || exit 1
     exit 0
 fi
 
@@ -104,9 +130,12 @@ for name in $need; do
         pulumi-language-python)
             build pulumi-language-python "$PULUMI_VERSION" "$ENGINE_SRC/standins" ./cmd/pulumi-language-python \
                 "-X main.Version=$PULUMI_VERSION"
-            # The program runner the Python SDK's Go module ships; the host runs it with the project's venv.
+            # The scripts the Python SDK's Go module ships: the program runner, which the host runs with the
+            # project's venv, and the dynamic provider (pulumi.dynamic), which the engine starts as a plugin
+            # with the project's runtime options (PULUMI_RUNTIME_VIRTUALENV).
             sdk=$(cd "$ENGINE_SRC/standins" && "$GO" list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
             install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
+            install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
             ;;
         pulumi-resource-command)
             build pulumi-resource-command "$COMMAND_PY_VERSION" "$ENGINE_SRC/standins" ./cmd/pulumi-resource-command \

@@ -6,7 +6,7 @@
 # Usage: apply-haproxy-cfg.sh < haproxy.cfg   (no arguments; the NEW config on stdin; run as root)
 # Steps: stdin -> temp file next to the live file (same filesystem: mv is atomic),
 # mode 0640 root:haproxy; refuse it unless its last line is exactly the trailer
-# below plus its newline (guards against a truncated upload); validate with `haproxy -c`; if it is
+# of lib/apply-config.sh plus its newline (guards against a truncated upload); validate with `haproxy -c`; if it is
 # byte-identical to the live file do nothing; otherwise keep the live file as
 # <cfg>.previous, mv the new one into place and reload (graceful, never restart).
 # A reload counts only once HAProxy's master CLI shows a worker serving the new file: Ubuntu's
@@ -33,18 +33,12 @@ RELOAD=${HAPROXY_RELOAD:-systemctl reload-or-restart haproxy}
 GROUP=${HAPROXY_GROUP:-haproxy}
 MASTER_SOCKET=${HAPROXY_MASTER_SOCKET:-/run/haproxy-master.sock}
 RELOAD_TIMEOUT=${HAPROXY_RELOAD_TIMEOUT:-30}
-TRAILER='# haproxy-lab: end of configuration'
 
-dir=$(dirname "$CFG")
-base=$(basename "$CFG")
 umask 077
-tmp=
-restore=
-previous=
-trap 'rm -f "$tmp" "$restore" "$previous"' EXIT
-trap 'exit 1' HUP INT TERM
-
 # haproxy-lab: include lib/haproxy-cli.sh
+# haproxy-lab: include lib/apply-config.sh
+trap apply_cleanup EXIT
+trap 'exit 1' HUP INT TERM
 
 # Mode 0640, group haproxy when that group exists (the packaged service reads the
 # file as root; the group is for operators' tools), never world-readable.
@@ -129,60 +123,55 @@ EOF
     done
 }
 
-tmp=$(mktemp "$dir/.$base.new.XXXXXX")
-cat >"$tmp"
-protect "$tmp"
-
-# The last line must be exactly the trailer, newline included (HAProxy itself
-# rejects a last line without LF as possibly truncated).
-if [ "$(tail -n 1 "$tmp")" != "$TRAILER" ] || [ -n "$(tail -c 1 "$tmp")" ]; then
-    echo "refused: the configuration does not end with the line '$TRAILER' (truncated upload?); $CFG untouched" >&2
+clear_leftovers "$CFG"
+staged=$(stage_config "$CFG")
+protect "$staged"
+if ! has_trailer "$staged"; then
+    echo "refused: the configuration does not end with the line '$CONFIG_TRAILER' (truncated upload?); $CFG untouched" >&2
     exit 1
 fi
 
 # HAProxy's own messages go to stderr; they name lines and keywords, not the file's content.
 check_rc=0
-"$BIN" -c -f "$tmp" >&2 || check_rc=$?
+"$BIN" -c -f "$staged" >&2 || check_rc=$?
 if [ "$check_rc" -ne 0 ]; then
     echo "refused: haproxy -c rejected the new configuration (exit $check_rc); $CFG untouched" >&2
     exit 1
 fi
 
-if [ -f "$CFG" ] && cmp -s "$tmp" "$CFG"; then
-    echo "haproxy.cfg unchanged: nothing to do"
-    exit 0
+if [ -f "$CFG" ] && cmp -s "$staged" "$CFG"; then
+    if ! reload_pending "$CFG"; then
+        echo "haproxy.cfg unchanged: nothing to do"
+        exit 0
+    fi
+    echo "haproxy.cfg in place, but its reload was cut short: reloading"
+    if reload_and_confirm "$CFG"; then
+        reload_confirmed "$CFG"
+        echo "haproxy reloaded with the configuration in place"
+        exit 0
+    fi
+    echo "reload failed: the configuration in place is not serving" >&2
+    exit 1
 fi
 
-had_live=0
-if [ -f "$CFG" ]; then
-    had_live=1
-    restore=$(mktemp "$dir/.$base.previous.XXXXXX")
-    cp "$CFG" "$restore"
-    protect "$restore"
-    previous=$(mktemp "$dir/.$base.previous.XXXXXX")
-    cp -p "$restore" "$previous"
-    mv -f "$previous" "$CFG.previous"
-    previous=
-fi
-
-mv -f "$tmp" "$CFG"
-tmp=
+swap_in "$staged" "$CFG" protect
+staged=
 echo "haproxy.cfg replaced (previous kept as $CFG.previous); reloading"
 
 if reload_and_confirm "$CFG"; then
+    reload_confirmed "$CFG"
     echo "haproxy reloaded with the new configuration"
     exit 0
 fi
 
 echo "reload failed: the new configuration is not serving" >&2
-if [ "$had_live" -eq 0 ]; then
+if ! put_back "$CFG"; then
     echo "no previous configuration to restore; the new one stays in $CFG" >&2
     exit 1
 fi
-mv -f "$restore" "$CFG"
-restore=
 echo "previous configuration restored in $CFG; reloading it" >&2
 if reload_and_confirm "$CFG" >&2; then
+    reload_confirmed "$CFG"
     echo "haproxy reloaded with the previous configuration" >&2
 else
     echo "reload of the previous configuration failed too: check 'systemctl status haproxy'" >&2

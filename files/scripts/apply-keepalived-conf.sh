@@ -6,7 +6,7 @@
 #   SRC_DIR holds keepalived.conf and check-haproxy.sh; it is removed at the end, whatever the outcome.
 # Steps: install the track script (atomic mv, mode 0755, root-owned: keepalived's script security); copy the
 # config to a temp file next to the live one (same filesystem: mv is atomic); refuse it unless its last line
-# is exactly the trailer below plus its newline (truncated upload); validate with `keepalived -t`; if it is
+# is exactly the trailer of lib/apply-config.sh plus its newline (truncated upload); validate with `keepalived -t`; if it is
 # byte-identical to the live file and keepalived runs, do nothing; otherwise keep the live file as
 # <conf>.previous, mv the new one into place, reload, and check that keepalived still runs. A config that
 # fails the check never replaces the live one (and the previous track script is put back); if the reload
@@ -32,24 +32,21 @@ SCRIPT=${KEEPALIVED_SCRIPT:-/etc/keepalived/check-haproxy.sh}
 BIN=${KEEPALIVED_BIN:-keepalived}
 RELOAD=${KEEPALIVED_RELOAD:-systemctl enable --quiet keepalived && systemctl reload-or-restart keepalived}
 RUNNING=${KEEPALIVED_RUNNING:-systemctl is-active --quiet keepalived}
-TRAILER='# haproxy-lab: end of configuration'
 
-dir=$(dirname "$CONF")
-base=$(basename "$CONF")
 umask 022
-tmp=
-restore=
-previous=
+# haproxy-lab: include lib/apply-config.sh
 script_tmp=
 script_previous=
-trap 'rm -rf "$SRC"; rm -f "$tmp" "$restore" "$previous" "$script_tmp" "$script_previous"' EXIT
+trap 'rm -rf "$SRC"; apply_cleanup; rm -f "$script_tmp" "$script_previous"' EXIT
 trap 'exit 1' HUP INT TERM
 
 if [ ! -f "$SRC/keepalived.conf" ] || [ ! -f "$SRC/check-haproxy.sh" ]; then
     echo "$SRC does not hold keepalived.conf and check-haproxy.sh" >&2
     exit 2
 fi
-mkdir -p "$dir" "$(dirname "$SCRIPT")"
+mkdir -p "$(dirname "$CONF")" "$(dirname "$SCRIPT")"
+clear_leftovers "$CONF"
+rm -f "$SCRIPT.new."* "$SCRIPT.previous."*
 
 # The track script first: the new config names it, and `keepalived -t` disables a script it cannot find.
 script_changed=0
@@ -78,61 +75,58 @@ undo_script() {
     fi
 }
 
-tmp=$(mktemp "$dir/.$base.new.XXXXXX")
-cat "$SRC/keepalived.conf" >"$tmp"
-chmod 0644 "$tmp"
-
-if [ "$(tail -n 1 "$tmp")" != "$TRAILER" ] || [ -n "$(tail -c 1 "$tmp")" ]; then
+staged=$(stage_config "$CONF" <"$SRC/keepalived.conf")
+chmod 0644 "$staged"
+if ! has_trailer "$staged"; then
     undo_script
-    echo "refused: the configuration does not end with the line '$TRAILER' (truncated upload?); $CONF untouched" >&2
+    echo "refused: the configuration does not end with the line '$CONFIG_TRAILER' (truncated upload?); $CONF untouched" >&2
     exit 1
 fi
 
 check_rc=0
-"$BIN" -t -f "$tmp" >&2 || check_rc=$?
+"$BIN" -t -f "$staged" >&2 || check_rc=$?
 if [ "$check_rc" -ne 0 ]; then
     undo_script
     echo "refused: keepalived -t rejected the new configuration (exit $check_rc); $CONF untouched" >&2
     exit 1
 fi
 
-if [ -f "$CONF" ] && cmp -s "$tmp" "$CONF" && [ "$script_changed" -eq 0 ] && sh -c "$RUNNING"; then
-    echo "keepalived.conf unchanged and keepalived running: nothing to do"
-    exit 0
+if [ -f "$CONF" ] && cmp -s "$staged" "$CONF" && [ "$script_changed" -eq 0 ]; then
+    if ! reload_pending "$CONF" && sh -c "$RUNNING"; then
+        echo "keepalived.conf unchanged and keepalived running: nothing to do"
+        exit 0
+    fi
+    echo "keepalived.conf in place, but keepalived is not running or its reload was cut short: reloading"
+    if sh -c "$RELOAD" && sh -c "$RUNNING"; then
+        reload_confirmed "$CONF"
+        echo "keepalived reloaded with the configuration in place"
+        exit 0
+    fi
+    echo "reload failed or keepalived is not running: check 'systemctl status keepalived'" >&2
+    exit 1
 fi
 
-had_live=0
-if [ -f "$CONF" ]; then
-    had_live=1
-    restore=$(mktemp "$dir/.$base.previous.XXXXXX")
-    cp -p "$CONF" "$restore"
-    previous=$(mktemp "$dir/.$base.previous.XXXXXX")
-    cp -p "$restore" "$previous"
-    mv -f "$previous" "$CONF.previous"
-    previous=
-fi
-
-mv -f "$tmp" "$CONF"
-tmp=
+swap_in "$staged" "$CONF"
+staged=
 echo "keepalived.conf replaced (previous kept as $CONF.previous); reloading"
 
 reload_rc=0
 sh -c "$RELOAD" || reload_rc=$?
 if [ "$reload_rc" -eq 0 ] && sh -c "$RUNNING"; then
+    reload_confirmed "$CONF"
     echo "keepalived reloaded with the new configuration"
     exit 0
 fi
 
 echo "reload failed or keepalived is not running (exit $reload_rc)" >&2
-if [ "$had_live" -eq 0 ]; then
+if ! put_back "$CONF"; then
     echo "no previous configuration to restore; the new one stays in $CONF" >&2
     exit 1
 fi
-mv -f "$restore" "$CONF"
-restore=
 undo_script
 echo "previous configuration restored in $CONF; reloading it" >&2
 if sh -c "$RELOAD" && sh -c "$RUNNING"; then
+    reload_confirmed "$CONF"
     echo "keepalived reloaded with the previous configuration" >&2
 else
     echo "reload of the previous configuration failed too: check 'systemctl status keepalived'" >&2

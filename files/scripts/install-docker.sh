@@ -9,6 +9,7 @@
 # when a package is missing or the repository definition changed.
 # Robust on a fresh VM: waits for the dpkg/apt locks (cloud-init, apt-daily,
 # unattended-upgrades may hold them) and retries transient download failures.
+# A run cut short (its step's time budget, a reboot) is finished first: dpkg --configure -a.
 #
 # Docker's key is trusted only when it is the key Docker documents: one primary key
 # whose fingerprint is DOCKER_KEY_FINGERPRINT (checked with gpg, nothing imported).

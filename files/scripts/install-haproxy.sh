@@ -6,7 +6,8 @@
 # Usage: install-haproxy.sh                (no arguments, no stdin; run as root)
 # Idempotent: apt-get runs only when haproxy is not installed yet. Waits for the
 # dpkg/apt locks (cloud-init, apt-daily, unattended-upgrades may hold them) and
-# retries transient download failures.
+# retries transient download failures; a dpkg run cut short is finished first
+# (dpkg --configure -a, lib/apt.sh).
 #
 # Environment (for tests; defaults are right for the VMs):
 #   ROOT            prefix for the apt lock files (default: empty)

@@ -5,7 +5,7 @@
 #
 # Usage: install-keepalived.sh             (no arguments, no stdin; run as root)
 # Idempotent: apt-get runs only when a package is missing. Waits for the dpkg/apt locks and retries transient
-# download failures (lib/apt.sh).
+# download failures; a dpkg run cut short is finished first (dpkg --configure -a, lib/apt.sh).
 #
 # Environment (for tests; defaults are right for the VMs):
 #   ROOT            prefix for the apt lock files (default: empty)

@@ -7,7 +7,7 @@ import dataclasses
 import ipaddress
 
 from plan.model import Host, LabConfig, WebServer
-from rehearsal.plan import planned_servers
+from rehearsal.loopback import planned_servers
 
 VIP_NUMBER = 10
 LB_NUMBERS = (11, 12)
@@ -18,7 +18,7 @@ CLIENT_NUMBER = 100
 def ha_plan(lab: LabConfig, subnet: ipaddress.IPv4Network, web_servers: int | None = None) -> LabConfig:
     """The stack's HA plan with the test network's addresses: VIP .10, load balancers .11 and .12, web
     servers .21..., clients and admins = the test subnet. Names, messages, ports and balance are the plan's."""
-    if lab.standby is None or lab.virtual_ip is None:
+    if not lab.is_pair or lab.virtual_ip is None:
         raise ValueError(
             "this stack has no loadBalancer.standby and virtualIp: rehearse the pair with --stack ha "
             "(Pulumi.ha.yaml) or a stack of your own that has them"
@@ -33,8 +33,9 @@ def ha_plan(lab: LabConfig, subnet: ipaddress.IPv4Network, web_servers: int | No
         network=dataclasses.replace(lab.network, cidr=subnet, gateway=base + 1),
         ssh=dataclasses.replace(lab.ssh, admin_cidr=subnet),
         haproxy=dataclasses.replace(lab.haproxy, client_cidr=subnet),
-        load_balancer=Host(name=lab.load_balancer.name, ip=base + LB_NUMBERS[0]),
-        standby=Host(name=lab.standby.name, ip=base + LB_NUMBERS[1]),
+        load_balancers=tuple(
+            Host(name=lb.name, ip=base + number) for lb, number in zip(lab.load_balancers, LB_NUMBERS, strict=True)
+        ),
         virtual_ip=base + VIP_NUMBER,
         web_servers=servers,
     )

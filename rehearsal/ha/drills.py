@@ -10,16 +10,18 @@ before it (in flight on the dead load balancer, which no one can save).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rehearsal.checks import CheckResult
-from rehearsal.ha.pair import HaPair
+from rehearsal.ha.netns_pair import HaPair
 from rehearsal.load import LoadResult, run_load
+from rehearsal.poll import poll_until
 from rehearsal.progress import seconds as duration
+from rehearsal.results import CheckResult
 
 CONCURRENCY = 16
 FAULT_AT = 2.0
@@ -155,7 +157,7 @@ def settle(pair: HaPair, timeout: float = SETTLE_TIMEOUT) -> str:
         holders = pair.watch_holders()
         return len(holders) == 1 and pair.keepalived_state(pair.other(holders[0])) == "BACKUP"
 
-    if pair.wait_for(steady, timeout) is None:
+    if poll_until(steady, timeout) is None:
         raise RuntimeError(f"the pair did not settle within {timeout:.0f} s: {pair.states()}")
     return pair.active()
 
@@ -196,7 +198,7 @@ def haproxy_killed(pair: HaPair, seconds: float) -> HaDrill:
     drill, active, standby = _failover(pair, "haproxy killed", seconds, pair.kill_haproxy, "HAProxy SIGKILLed")
     restarted = time.monotonic()
     pair.start_haproxy(active)
-    pair.wait_for(lambda: pair.keepalived_state(active) == "BACKUP", SETTLE_TIMEOUT)
+    poll_until(lambda: pair.keepalived_state(active) == "BACKUP", SETTLE_TIMEOUT)
     entered = pair.state_watch.first(active, "BACKUP", restarted)
     back = None if entered is None else entered - restarted
     stayed = not pair.vip_watch.moves_between(restarted, time.monotonic()) and pair.watch_holders() == [standby]
@@ -204,17 +206,7 @@ def haproxy_killed(pair: HaPair, seconds: float) -> HaDrill:
         f"{drill.figures}; HAProxy restarted: {pair.name_of(active)} BACKUP after {duration(back)}, "
         f"VIP {'stayed' if stayed else 'MOVED BACK'}"
     )
-    return HaDrill(
-        drill.name,
-        drill.passed and back is not None and stayed,
-        figures,
-        drill.total,
-        drill.failed,
-        drill.failed_after_goal,
-        drill.lost,
-        drill.vip_moved_after,
-        drill.first_answer_after,
-    )
+    return dataclasses.replace(drill, passed=drill.passed and back is not None and stayed, figures=figures)
 
 
 def powered_off(pair: HaPair, seconds: float) -> tuple[HaDrill, str]:
@@ -229,7 +221,7 @@ def comes_back(pair: HaPair, seconds: float, key: str) -> HaDrill:
     second switch (both BACKUP + nopreempt) and no failed request."""
     holder = settle_one_holder(pair)
     result, (boot,) = under_load(pair, seconds, [(FAULT_AT, lambda: pair.power_on(key))])
-    back = pair.wait_for(lambda: pair.keepalived_state(key) == "BACKUP", SETTLE_TIMEOUT)
+    back = poll_until(lambda: pair.keepalived_state(key) == "BACKUP", SETTLE_TIMEOUT)
     entered = pair.state_watch.first(key, "BACKUP", boot)
     back_after = None if entered is None else entered - boot
     moves = pair.vip_watch.moves_between(boot, time.monotonic())
@@ -245,7 +237,7 @@ def comes_back(pair: HaPair, seconds: float, key: str) -> HaDrill:
 
 def settle_one_holder(pair: HaPair, timeout: float = SETTLE_TIMEOUT) -> str:
     """Wait until exactly one load balancer holds the VIP (the other may be off). The holder."""
-    if pair.wait_for(lambda: len(pair.watch_holders()) == 1, timeout) is None:
+    if poll_until(lambda: len(pair.watch_holders()) == 1, timeout) is None:
         raise RuntimeError(f"no single holder of the VIP within {timeout:.0f} s: {pair.states()}")
     return pair.active()
 
@@ -267,17 +259,7 @@ def frozen(pair: HaPair, seconds: float) -> HaDrill:
         )
     else:
         thaw = f"thawed: VIP stayed on {pair.name_of(standby)} ({len(probe.failed)} of {probe.total} req failed)"
-    return HaDrill(
-        drill.name,
-        drill.passed,
-        f"{drill.figures}; {thaw}",
-        drill.total,
-        drill.failed,
-        drill.failed_after_goal,
-        drill.lost,
-        drill.vip_moved_after,
-        drill.first_answer_after,
-    )
+    return dataclasses.replace(drill, figures=f"{drill.figures}; {thaw}")
 
 
 def vrrp_cut(pair: HaPair, seconds: float, cut_for: float = 3.0) -> HaDrill:

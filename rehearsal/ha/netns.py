@@ -20,9 +20,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -99,7 +98,6 @@ class TestNetwork:
             raise ValueError(f"{self.subnet} is outside {TEST_NETWORKS}: the test network stays in benchmarking space")
         self.bridge = f"hlb{self.suffix}"
         self.hosts: dict[str, NetHost] = {}
-        self._procs: list[subprocess.Popen[bytes]] = []
         self._made_bridge = False
         self._closed = False
 
@@ -142,28 +140,9 @@ class TestNetwork:
 
     # --- processes --------------------------------------------------------------------------------------------
 
-    def spawn(
-        self,
-        host: str,
-        argv: Sequence[str],
-        log: Path,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> subprocess.Popen[bytes]:
-        """Run argv inside the host's namespace, in a process group of its own, output to `log`."""
-        namespace = self.hosts[host].namespace
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", namespace, *argv],
-                cwd=str(cwd) if cwd else None,
-                env={**os.environ, **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._procs.append(proc)
-        return proc
+    def exec_argv(self, host: str, argv: Sequence[str]) -> list[str]:
+        """argv run inside the host's namespace (`ip netns exec` enters it, then execs argv: same pid)."""
+        return ["ip", "netns", "exec", self.hosts[host].namespace, *argv]
 
     def pids(self, host: str) -> list[int]:
         """Every process inside the host's namespace (ours and any they started), found in /proc like
@@ -205,14 +184,7 @@ class TestNetwork:
             time.sleep(0.01)
         else:
             raise RuntimeError(f"processes survive in {self.hosts[host].namespace}: {self.pids(host)}")
-        self._reap()
         return killed
-
-    def _reap(self) -> None:
-        for proc in self._procs:
-            with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
-                if proc.poll() is None:
-                    proc.wait(timeout=0.01)
 
     def link(self, host: str, up: bool) -> None:
         """Set the host's eth0 up or down (a down link is a pulled cable or a powered-off VM's NIC)."""
@@ -223,21 +195,6 @@ class TestNetwork:
         argv = ["ip", "netns", "exec", self.hosts[host].namespace, "nft", *(("-f", "-") if ruleset else args)]
         subprocess.run(argv, input=ruleset, capture_output=True, text=True, check=check, timeout=15)
 
-    def holds_address(self, host: str, address: ipaddress.IPv4Address) -> bool:
-        """Whether `address` is configured in the host's namespace (binding to it only works then)."""
-
-        def probe() -> bool:
-            import socket
-
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                try:
-                    sock.bind((str(address), 0))
-                except OSError:
-                    return False
-                return True
-
-        return run_in_namespace(self.hosts[host].namespace, probe)
-
     # --- teardown ---------------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -245,16 +202,9 @@ class TestNetwork:
         if self._closed:
             return
         self._closed = True
-        for proc in self._procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGCONT)
-                os.killpg(proc.pid, signal.SIGKILL)
         for name in list(self.hosts):
             with contextlib.suppress(Exception):
                 self.kill_all(name)
-        for proc in self._procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
         for host in self.hosts.values():
             _ip("netns", "del", host.namespace, check=False)
             _ip("link", "del", host.veth, check=False)  # gone with its peer already; a leftover is removed here

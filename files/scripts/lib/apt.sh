@@ -1,8 +1,10 @@
 # shellcheck shell=sh
-# lib/apt.sh: apt-get that waits for the dpkg/apt locks and retries transient failures.
-# Not run on its own: components/scripts.py inlines it where a script says
+# lib/apt.sh: apt-get that first finishes an interrupted dpkg run, waits for the dpkg/apt locks and
+# retries transient failures.
+# Not run on its own: render/shipping.py inlines it where a script says
 # "# haproxy-lab: include lib/apt.sh", so each script still travels as one text.
-# Uses ROOT (path prefix for tests, default empty) from the including script.
+# Uses ROOT (path prefix for tests, default empty) from the including script; dpkg and dpkg-query
+# honour DPKG_ROOT themselves.
 APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-600}
 APT_RETRIES=${APT_RETRIES:-5}
 APT_RETRY_DELAY=${APT_RETRY_DELAY:-15}
@@ -30,6 +32,25 @@ wait_for_apt_locks() {
     done
 }
 
+# Whether a dpkg run was cut short (a step stopped by its time budget, a reboot): packages left
+# unpacked or half-configured (`dpkg --audit`, read-only), or dpkg's journal not folded back
+# (apt-get then refuses everything: "dpkg was interrupted, you must manually run 'dpkg --configure -a'").
+dpkg_interrupted() {
+    [ -z "$(dpkg --audit 2>/dev/null)" ] || return 0
+    for entry in "$ROOT"/var/lib/dpkg/updates/[0-9]*; do
+        [ ! -e "$entry" ] || return 0
+    done
+    return 1
+}
+
+# Finish what an interrupted dpkg run left (idempotent: nothing to do, nothing done). Call with the
+# locks free (wait_for_apt_locks): dpkg itself fails at once on a held lock.
+dpkg_recover() {
+    dpkg_interrupted || return 0
+    echo "finishing an interrupted dpkg run first: dpkg --configure -a" >&2
+    DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a
+}
+
 # apt-get with lock waiting, download retries, and a bounded retry loop for
 # transient failures (mirror hiccups, a lock taken between our check and apt).
 apt_get() {
@@ -37,7 +58,11 @@ apt_get() {
     while :; do
         wait_for_apt_locks
         rc=0
-        DEBIAN_FRONTEND=noninteractive apt-get -q \
+        dpkg_recover || {
+            rc=$?
+            echo "dpkg --configure -a failed (exit $rc)" >&2
+        }
+        [ "$rc" -ne 0 ] || DEBIAN_FRONTEND=noninteractive apt-get -q \
             -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" \
             -o Acquire::Retries=5 \
             -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rehearsal.benchmark.slow_body import SlowBodyResult
-from rehearsal.benchmark.throughput import Throughput
+from benchmark.slow_body import SlowBodyResult
+from benchmark.throughput import Throughput
 from rehearsal.checks import DrillResult
 from rehearsal.load import FAIL_AFTER
 from rehearsal.progress import seconds

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from plan.app_contract import ServerEnvironment
 from rehearsal.local_lab import ServerSpec
-from rehearsal.plan import RehearsalSetup
+from rehearsal.loopback import RehearsalSetup
 
 SHIPPED = "granian"
 Command = Callable[[ServerSpec, int], tuple[tuple[str, ...], dict[str, str]]]

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from rehearsal.local_lab import LbSpec, ServerSpec, free_port
-from rehearsal.plan import RehearsalSetup
+from rehearsal.loopback import RehearsalSetup
 
 BASELINE_DIR = Path(__file__).resolve().parent / "report_baseline"
 LB_HOST = "127.0.0.40"

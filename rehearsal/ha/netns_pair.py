@@ -15,12 +15,10 @@ import contextlib
 import dataclasses
 import http.client
 import ipaddress
-import os
 import secrets
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -31,9 +29,12 @@ from rehearsal.ha.addresses import CLIENT_NUMBER, FIRST_WEB_NUMBER, LB_NUMBERS, 
 from rehearsal.ha.arp import who_has
 from rehearsal.ha.netns import INTERFACE, TestNetwork, run_in_namespace
 from rehearsal.ha.watch import StateWatch, VipWatch
-from rehearsal.local_lab import basic_auth_header, parse_stats_csv, quiet
-from rehearsal.plan import PlannedServer, web_server
-from render.haproxy_cfg import lab_settings, render_haproxy_cfg
+from rehearsal.local_lab import quiet
+from rehearsal.loopback import PlannedServer, web_server
+from rehearsal.poll import poll_until
+from rehearsal.processes import ProcessGroups
+from rehearsal.stats import StatsClient
+from render.haproxy_cfg import BACKEND, lab_settings, render_haproxy_cfg
 from render.keepalived import CHECK_SCRIPT_FILE, KeepalivedSettings, pair_settings, render_keepalived_conf
 from render.shipping import script_text
 
@@ -63,6 +64,7 @@ class HaPair:
         haproxy_bin: str | None = None,
         keepalived_bin: str | None = None,
         workers: int = 2,
+        disposable_workdir: bool = False,
     ) -> None:
         self.haproxy_bin = haproxy_bin or shutil.which("haproxy") or ""
         self.keepalived_bin = keepalived_bin or shutil.which("keepalived") or ""
@@ -93,7 +95,7 @@ class HaPair:
             key: dataclasses.replace(pair[host.name], check_script=str(self._dir(key) / CHECK_SCRIPT_FILE))
             for key, host in self.lb_hosts.items()
         }
-        self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self.processes = ProcessGroups(workdir, disposable_workdir=disposable_workdir)
         self.watch: VipWatch | None = None
         self.state_watch = StateWatch({key: self.workdir / f"{key}-keepalived.log" for key in LB_KEYS})
 
@@ -150,12 +152,12 @@ class HaPair:
         # The first load balancer starts keepalived first, so it is the first master (on the VMs, whichever
         # comes up first is; nopreempt keeps it that way).
         self.start_keepalived(LB_KEYS[0])
-        if self.wait_for(lambda: self.watch_holders() == [LB_KEYS[0]] and self.site_answers(), timeout) is None:
+        if poll_until(lambda: self.watch_holders() == [LB_KEYS[0]] and self.site_answers(), timeout) is None:
             raise RuntimeError(
                 f"{self.name_of(LB_KEYS[0])} did not take the VIP within {timeout:.0f} s: {self.states()}"
             )
         self.start_keepalived(LB_KEYS[1])
-        if self.wait_for(lambda: self.keepalived_state(LB_KEYS[1]) == "BACKUP", timeout) is None:
+        if poll_until(lambda: self.keepalived_state(LB_KEYS[1]) == "BACKUP", timeout) is None:
             raise RuntimeError(
                 f"{self.name_of(LB_KEYS[1])} did not become BACKUP within {timeout:.0f} s: {self.states()}"
             )
@@ -166,8 +168,8 @@ class HaPair:
     def _spawn(
         self, host: str, what: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
     ) -> None:
-        log = self.workdir / f"{host}-{what}.log"
-        self._procs[(host, what)] = self.net.spawn(host, argv, log, env=env, cwd=cwd)
+        """Run argv inside the host's namespace under the rehearsal's runner; its log: workdir/<host>-<what>.log."""
+        self.processes.spawn(f"{host}-{what}", self.net.exec_argv(host, argv), env, cwd)
 
     def start_web(self, index: int) -> None:
         server = self.plan.web_servers[index]
@@ -202,12 +204,10 @@ class HaPair:
 
     def signal_group(self, key: str, what: str, sig: signal.Signals) -> None:
         """Send `sig` to a process's whole group (keepalived: its parent, VRRP child and running scripts)."""
-        proc = self._procs[(key, what)]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
         if sig == signal.SIGKILL:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+            self.processes.kill(f"{key}-{what}")
+        else:
+            self.processes.signal(f"{key}-{what}", sig)
 
     def kill_haproxy(self, key: str) -> None:
         self.signal_group(key, "haproxy", signal.SIGKILL)
@@ -224,10 +224,9 @@ class HaPair:
     def power_off(self, key: str) -> int:
         """Every process of the host killed, its link down: a VM whose power was cut. The number of processes."""
         self.net.link(key, up=False)
-        for (host, _), proc in self._procs.items():
-            if host == key:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+        for name in self.processes.names():
+            if name.startswith(f"{key}-"):
+                self.processes.signal(name, signal.SIGKILL)
         killed = self.net.kill_all(key)
         # Its memory is gone, and the VIP keepalived had added with it: a VM boots with its own address only.
         vip = f"{self.vip}/{self.net.subnet.prefixlen}"
@@ -279,31 +278,29 @@ class HaPair:
 
     def server_states(self, key: str) -> dict[str, str]:
         """The web servers' status on one load balancer's own stats page (asked on its own address)."""
-        auth = {"Authorization": basic_auth_header(self.stats_user, self.stats_password)}
-        status, body = self._get(str(self.lb_hosts[key].ip), self.plan.haproxy.stats_port, "/stats;csv", auth)
-        if status != 200:
-            raise RuntimeError(f"stats page of {key} answered {status}")
-        return parse_stats_csv(body, "web_servers")
+        ip, port = str(self.lb_hosts[key].ip), self.plan.haproxy.stats_port
+        stats = StatsClient(ip, port, "/stats", self.stats_user, self.stats_password)
+        try:
+            return self.in_client(lambda: stats.states(BACKEND))
+        finally:
+            stats.close()
 
     def wait_web(self, index: int, timeout: float) -> None:
         server = self.plan.web_servers[index]
 
         def ready() -> bool:
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                return self._get(str(server.ip), SERVER_PORT, "/") == (200, server.message)
-            return False
+            return self._get(str(server.ip), SERVER_PORT, "/") == (200, server.message)
 
-        if self.wait_for(ready, timeout) is None:
+        if poll_until(ready, timeout, not_yet=(OSError, http.client.HTTPException)) is None:
             raise RuntimeError(f"{server.name} did not answer on {server.ip}:{SERVER_PORT} within {timeout:.0f} s")
 
     def wait_all_up(self, key: str, timeout: float) -> None:
         def all_up() -> bool:
-            with contextlib.suppress(OSError, http.client.HTTPException, RuntimeError, ValueError):
-                states = self.server_states(key)
-                return all(states.get(server.name) == "UP" for server in self.plan.web_servers)
-            return False
+            states = self.server_states(key)
+            return all(states.get(server.name) == "UP" for server in self.plan.web_servers)
 
-        if self.wait_for(all_up, timeout) is None:
+        not_yet = (OSError, http.client.HTTPException, RuntimeError, ValueError)
+        if poll_until(all_up, timeout, not_yet=not_yet) is None:
             raise RuntimeError(f"{self.name_of(key)} does not see every web server UP within {timeout:.0f} s")
 
     @property
@@ -355,16 +352,6 @@ class HaPair:
         fields = result.stdout.split()
         return fields[2] if len(fields) > 2 else "?"
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> float | None:
-        """Poll until predicate() holds: seconds it took, or None after `timeout` (bounded)."""
-        start = time.monotonic()
-        while True:
-            if predicate():
-                return time.monotonic() - start
-            if time.monotonic() - start >= timeout:
-                return None
-            time.sleep(interval)
-
     # --- teardown --------------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -372,10 +359,7 @@ class HaPair:
         self.state_watch.stop()
         if self.watch is not None:
             self.watch.stop()
-        for proc in self._procs.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGCONT)
-        self.net.close()
-        for proc in self._procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        for name in self.processes.names():
+            self.processes.signal(name, signal.SIGCONT)
+        self.net.close()  # every process of every namespace killed, then the namespaces, veths and bridge
+        self.processes.close()  # reaps them

@@ -1,4 +1,4 @@
-"""`python -m rehearsal.benchmark`: our setup, the report's, and the candidate web servers, in one run.
+"""`python -m benchmark`: our setup, the report's, and the candidate web servers, in one run.
 
 Why: the README's claims (no failed request while a server crashes or hangs, DOWN within 1 s, at least
 3x the report's throughput) and the choice of web server (docs/web-server.md) must rest on figures
@@ -22,11 +22,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from plan.stack_file import load_stack_file
-from rehearsal.benchmark.baseline import baseline_setup
-from rehearsal.benchmark.candidates import CANDIDATES, SHIPPED, by_key
-from rehearsal.benchmark.ceiling import haproxy_ceiling
-from rehearsal.benchmark.figures import (
+from benchmark.baseline import baseline_setup
+from benchmark.candidates import CANDIDATES, SHIPPED, by_key
+from benchmark.ceiling import haproxy_ceiling
+from benchmark.figures import (
     BASELINE_SERVER,
     REPORT,
     RunFigures,
@@ -36,14 +35,16 @@ from rehearsal.benchmark.figures import (
     summary_json,
     table,
 )
-from rehearsal.benchmark.resources import cpu_seconds, pss_mib, rss_mib
-from rehearsal.benchmark.slow_body import slow_body_drill
-from rehearsal.benchmark.throughput import CONNECTIONS, measure
+from benchmark.resources import cpu_seconds, pss_mib, rss_mib
+from benchmark.slow_body import slow_body_drill
+from benchmark.throughput import CONNECTIONS, measure
+from plan.stack_file import load_stack_file
 from rehearsal.checks import fault_drill
 from rehearsal.load import FAIL_AFTER
-from rehearsal.local_lab import LocalLab, stats_rows
-from rehearsal.plan import RehearsalSetup, rehearsal_setup
+from rehearsal.local_lab import LocalLab
+from rehearsal.loopback import RehearsalSetup, rehearsal_setup
 from rehearsal.progress import progress, stop_like_ctrl_c
+from rehearsal.stats import stats_rows
 
 
 def _backend_counters(local_lab: LocalLab) -> tuple[int, int]:
@@ -110,7 +111,7 @@ def _haproxy_version(binary: str) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see --help)."""
-    parser = argparse.ArgumentParser(prog="python -m rehearsal.benchmark", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds (default 3)")
     parser.add_argument("--throughput-seconds", type=float, default=5.0, help="each throughput run (default 5)")
     parser.add_argument("--drill-seconds", type=float, default=10.0, help="each crash/hang drill (default 10)")
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Measure every setup, print the tables (and the JSON line); exit 1 when a goal is missed."""
     args = parse_args(argv)
     stop_like_ctrl_c()
-    command = "python -m rehearsal.benchmark" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    command = "python -m benchmark" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
     plan = load_stack_file("dev")
     haproxy_bin = rehearsal_setup(plan, 1, haproxy_bin=args.haproxy).lb.haproxy_bin
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rehearsal.benchmark.throughput import Throughput, measure
+from benchmark.throughput import Throughput, measure
 from rehearsal.local_lab import free_port
 
 CEILING_HOST = "127.0.0.29"

@@ -1,1 +1,0 @@
-"""The benchmark: our setup against the report's own, on loopback (python -m rehearsal.benchmark)."""
