@@ -173,6 +173,8 @@ echo "docker $*" >>"$FAKE_STATE/calls"
 case "$*" in
     --version) echo "Docker version 99 (fake)" ;;
     "compose version") echo "Docker Compose version v2.99 (fake)" ;;
+    "compose version --short") [ -e "$FAKE_STATE/compose-v1" ] && { echo "unknown command: compose" >&2; exit 1; }
+                               echo "2.99.0" ;;
     compose*) [ -e "$FAKE_STATE/compose-fails" ] && { echo "compose: build failed" >&2; exit 17; }
               cat "$APP_DIR/app.py" >>"$FAKE_STATE/compose-saw" ;;
 esac

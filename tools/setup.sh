@@ -4,7 +4,8 @@
 #                              the renderers' and the web app's packages (no build, no Pulumi engine)
 #   tools/setup.sh test        (default) all of the above, plus what ./tools/test runs: the linters' and
 #                              cloud-init's packages, the HAProxy 3.0 build (cached outside the repo), every
-#                              Python dependency, and the Pulumi engine (tools/build-pulumi.sh)
+#                              Python dependency, the Pulumi engine (tools/build-pulumi.sh) and, as root, the
+#                              golden guest image for booted guests (tools/build-guest-image.sh)
 # Needs root for apt (uses sudo when not root). Safe to run again: it only adds what is missing.
 set -eu
 
@@ -27,9 +28,11 @@ if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 # in network namespaces (iproute2). dash runs the shipped scripts as the VMs' /bin/sh does.
 REHEARSAL_APT="haproxy python3 python3-venv curl ca-certificates dash iproute2 keepalived nftables"
 # The tests: HAProxy 3.0's build deps, cloud-init's schema check, wrk for the benchmark, the scripts' tools,
-# sshd (the fake Proxmox node's snippet uploads, the command plugin's tests).
+# sshd (the fake Proxmox node's snippet uploads, the command plugin's tests), and for booted guests
+# (e2e/guests) debootstrap, systemd-nspawn and the allow-list proxy.
 TEST_APT="$REHEARSAL_APT python3-pip build-essential libssl-dev libpcre2-dev cloud-init wrk debian-archive-keyring \
-util-linux mount psmisc openssh-server"
+util-linux mount psmisc openssh-server \
+debootstrap systemd-container tinyproxy"
 
 # apt_install PACKAGE...: install the packages that are not installed yet (one apt-get update, only then).
 apt_install() {
@@ -77,6 +80,8 @@ apt_install $TEST_APT
 # cloud-init's package enables its boot services; on a workstation or CI runner they must stay off.
 if [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --quiet cloud-init-local cloud-init cloud-config cloud-final 2>/dev/null || true
+    # tinyproxy is for the guests' allow-list proxy, started by the e2e on its own bridge: not as a service.
+    $SUDO systemctl disable --now --quiet tinyproxy 2>/dev/null || true
 fi
 # openssh-server is here for its sshd binary only (the fake Proxmox node's sshd in the tests, e2e/pve_node.py,
 # runs on loopback with its own config): when setup installed it, the machine's own SSH service stays off.
@@ -90,6 +95,14 @@ log "HAProxy 3.0 (for haproxy -c on both sides of the VMs' 2.8)"
 $SUDO sh tools/build-haproxy3.sh
 
 pip_install -r requirements.txt --group dev
+
+# Booted guests need root (tests/test_guests.py skips without it): build their image only where they run.
+if [ "$(id -u)" -eq 0 ]; then
+    log "golden guest image (Debian trixie rootfs) for the end-to-end run and tests/test_guests.py"
+    sh tools/build-guest-image.sh >/dev/null
+else
+    log "not root: no golden guest image (booted guests need root; tests/test_guests.py skips)"
+fi
 
 log "Pulumi engine (CLI, language host, provider plugins) for tests/test_engine.py"
 # Installed the ordinary way it is found as this user (their PATH and plugin cache); only a build needs root.

@@ -14,6 +14,13 @@
 # Docker's key is trusted only when it is the key Docker documents: one primary key
 # whose fingerprint is DOCKER_KEY_FINGERPRINT (checked with gpg, nothing imported).
 #
+# Already present: when Docker's packages are not all installed but a Docker Engine with the
+# compose v2 plugin is (dockerd on PATH and `docker compose version --short` giving 2.x, e.g.
+# an image that ships its distribution's docker.io and compose v2 packages), that engine is used
+# as it is: Docker's key and repository are left alone, nothing is installed, and only the
+# units are enabled and started. When Docker's own packages are all installed, the normal path
+# runs (it keeps their key and repository up to date).
+#
 # Environment (for tests; defaults are right for the VMs):
 #   ROOT            prefix for /etc/apt/..., /etc/os-release and the apt lock files (default: empty)
 #   DOCKER_APT_URL  repository (default https://download.docker.com/linux/ubuntu)
@@ -49,6 +56,38 @@ replace_if_changed() {
     echo "updated $1"
     changed=1
 }
+
+# Enable and start containerd and docker (each only when it is not already).
+start_docker() {
+    for unit in containerd docker; do
+        if ! systemctl is-enabled --quiet "$unit"; then
+            systemctl enable "$unit"
+        fi
+        if ! systemctl is-active --quiet "$unit"; then
+            systemctl start "$unit"
+        fi
+    done
+    docker --version
+    docker compose version
+}
+
+# A Docker Engine with the compose v2 plugin, whatever installed it.
+engine_with_compose_v2() {
+    command -v dockerd >/dev/null 2>&1 || return 1
+    compose=$(docker compose version --short 2>/dev/null) || return 1
+    case $compose in
+        2.* | v2.*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+# shellcheck disable=SC2086 # $PACKAGES is a list of words
+if ! packages_installed $PACKAGES && engine_with_compose_v2; then
+    echo "Docker Engine and the compose v2 plugin are already installed (not Docker's packages):" \
+        "using them; Docker's apt repository left alone"
+    start_docker
+    exit 0
+fi
 
 work=$(mktemp -d)
 next=
@@ -116,13 +155,4 @@ else
     echo "Docker packages already installed"
 fi
 
-for unit in containerd docker; do
-    if ! systemctl is-enabled --quiet "$unit"; then
-        systemctl enable "$unit"
-    fi
-    if ! systemctl is-active --quiet "$unit"; then
-        systemctl start "$unit"
-    fi
-done
-docker --version
-docker compose version
+start_docker
