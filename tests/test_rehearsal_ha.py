@@ -6,6 +6,8 @@ Root only (namespaces, veths, a bridge); the drills run real keepalived, HAProxy
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import re
 import select
@@ -22,6 +24,7 @@ from plan.stack_file import load_stack_file
 from rehearsal.ha.drills import GOAL_SECONDS, run_drills
 from rehearsal.ha.netns import TEST_NETWORKS, TestNetwork
 from rehearsal.ha.netns_pair import HaPair
+from rehearsal.watchdog import guard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,6 +73,32 @@ def test_the_test_network_leaves_nothing_behind_on_any_exit(tmp_path: Path) -> N
             _network_with_processes(tmp_path, pids)
     assert networks[0].leftovers() == []
     assert not [pid for pid in pids if _alive(pid)]
+
+
+def test_the_guards_undo_kills_strays_and_removes_the_network() -> None:
+    """What the guard runs after a kill -9 (its process groups already dead): a process in a namespace that
+    no registered group holds (a track script) dies, and the namespaces and the bridge are gone."""
+    undo: list[list[str]] = []
+    net = TestNetwork(undo_on_death=lambda argv: undo.append(list(argv)))
+    pids: list[int] = []
+    try:
+        for number, name in ((11, "a"), (12, "b")):
+            net.add_host(name, number)
+            argv = net.exec_argv(name, ["sh", "-c", "sleep 60 & exec sleep 61"])
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 5
+        while len(pids) < 4 and time.monotonic() < deadline:
+            pids = net.pids("a") + net.pids("b")
+            time.sleep(0.05)
+        assert len(pids) == 4
+        guard(io.StringIO("".join(f"undo {json.dumps(argv)}\n" for argv in undo)))  # the pipe closed, no bye
+        deadline = time.monotonic() + 5
+        while [pid for pid in pids if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in pids if _alive(pid)] == []
+        assert net.leftovers() == []
+    finally:
+        net.close()
 
 
 def test_nothing_here_can_leave_the_test_network() -> None:

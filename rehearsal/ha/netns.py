@@ -85,6 +85,17 @@ class NetHost:
     veth: str
 
 
+# The guard's undo for a namespace: its process groups are dead by then, but a stray outside them (a track
+# script keepalived started in a group of its own) would outlive the namespace's name: kill what is inside.
+_KILL_AND_DELETE_NAMESPACE = """for scan in 1 2 3; do
+    pids=$(ip netns pids "$1") || break
+    [ -z "$pids" ] && break
+    kill -9 $pids 2>/dev/null
+done
+ip netns del "$1"
+"""
+
+
 class TestNetwork:
     """Namespaces on a private bridge. Use as a context manager; close() undoes everything it made."""
 
@@ -140,7 +151,7 @@ class TestNetwork:
         host = NetHost(name, f"hl{self.suffix}-{name}", address, f"hv{self.suffix}{index}")
         self.hosts[name] = host
         if self._undo_on_death is not None:
-            self._undo_on_death(["ip", "netns", "del", host.namespace])
+            self._undo_on_death(["sh", "-c", _KILL_AND_DELETE_NAMESPACE, "sh", host.namespace])
         _ip("netns", "add", host.namespace)
         _ip("link", "add", host.veth, "type", "veth", "peer", "name", INTERFACE, "netns", host.namespace)
         _ip("link", "set", host.veth, "addrgenmode", "none")
