@@ -29,7 +29,7 @@ from render.haproxy_cfg import (
     render_lab_haproxy_cfg,
 )
 from render.shipping import CONFIG_TRAILER
-from tests.haproxy_binaries import all_haproxies, haproxy26
+from tests.haproxy_binaries import all_haproxies, checkable_cfg, haproxy26
 from tests.http_probe import get_when_listening
 from tests.plans import lab_with_servers
 
@@ -76,8 +76,7 @@ def loopback_settings(password: str = PASSWORD, **changes: object) -> HaproxySet
 
 
 def haproxy_check(binary: str, cfg: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(cfg, encoding="utf-8")
+    path = checkable_cfg(cfg, tmp_path)
     return subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30, check=False)
 
 
@@ -94,7 +93,11 @@ def test_dev_stack_renders_the_vm_config(dev: LabConfig) -> None:
     cfg = render_lab_haproxy_cfg(dev, PASSWORD)
     lines = [line.strip() for line in cfg.splitlines()]
     assert "bind *:80" in lines
-    assert "bind *:8404" in lines
+    assert "bind *:443 ssl crt /etc/haproxy/tls/site.pem alpn h2,http/1.1" in lines
+    assert "bind *:8404 ssl crt /etc/haproxy/tls/site.pem alpn h2,http/1.1" in lines
+    plain = [line.strip() for line in render_lab_haproxy_cfg(dataclasses.replace(dev, tls=None), PASSWORD).splitlines()]
+    assert "bind *:8404" in plain
+    assert not [line for line in plain if "ssl" in line or ":443" in line]
     assert "server WEB1-SAM 10.0.0.31:80" in lines
     assert "server WEB2-SAM 10.0.0.32:80" in lines
     assert "balance roundrobin" in lines
