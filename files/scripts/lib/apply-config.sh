@@ -52,6 +52,7 @@ has_trailer() {
 
 # stage_checked LIVE FIX_MODE WHAT: remove leftovers beside LIVE, stage stdin there (path in $staged), give it
 # its mode with the FIX_MODE function, and exit 1 naming WHAT when it lacks the trailer (a truncated upload).
+# shellcheck disable=SC2329 # apply-keepalived-conf.sh stages two files its own way
 stage_checked() {
     clear_leftovers "$1"
     staged=$(stage_config "$1")
