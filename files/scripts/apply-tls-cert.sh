@@ -7,10 +7,11 @@
 # The key is never on a command line nor printed: the file is root-owned, mode 0600 in a 0700 directory
 # (HAProxy reads it as root before it drops privileges; the runtime API gets it through the admin socket).
 # Steps: stage beside LIVE (same filesystem: mv is atomic); refuse it unless it ends with the trailer (a
-# truncated upload) and openssl reads a certificate and a private key from it; byte-identical to LIVE: nothing
+# truncated upload) and openssl reads a certificate and its private key from it; byte-identical to LIVE: nothing
 # to do; else swap it in (LIVE.previous kept), then, if the running HAProxy has LIVE loaded, push it through
-# the runtime API; if not, the next start or reload reads the file. A run cut between the swap and a confirmed
-# push leaves lib/apply-config.sh's pending marker: the next run pushes the file in place again.
+# the runtime API; if not, the next start or reload reads the file. HAProxy refusing it puts the previous file
+# back (exit 1). A run cut between the swap and a confirmed push leaves lib/apply-config.sh's pending marker:
+# the next run pushes the file in place again.
 #
 # Environment (for tests; the defaults are right for the VMs):
 #   HAPROXY_ADMIN_SOCKET   the runtime API (default /run/haproxy/admin.sock, haproxy.cfg's `stats socket`)
@@ -67,8 +68,14 @@ push() {
 mkdir -p "$(dirname "$LIVE")"
 chmod 0700 "$(dirname "$LIVE")"
 stage_checked "$LIVE" private "the certificate file"
-if ! openssl x509 -in "$staged" -noout 2>/dev/null || ! openssl pkey -in "$staged" -noout 2>/dev/null; then
+# The certificate's public key and the one derived from the private key (only public keys are printed).
+if ! cert_key=$(openssl x509 -in "$staged" -noout -pubkey 2>/dev/null) ||
+    ! own_key=$(openssl pkey -in "$staged" -pubout 2>/dev/null); then
     echo "refused: openssl finds no certificate or no private key in the new file; $LIVE untouched" >&2
+    exit 1
+fi
+if [ "$cert_key" != "$own_key" ]; then
+    echo "refused: the private key does not match the certificate; $LIVE untouched" >&2
     exit 1
 fi
 
@@ -82,5 +89,12 @@ else
     echo "certificate unchanged: nothing to do"
     exit 0
 fi
-push
+if ! push; then
+    # Disk and HAProxy must agree: the next start would otherwise serve what HAProxy refused now.
+    if put_back "$LIVE"; then
+        echo "previous certificate put back in $LIVE" >&2
+    fi
+    reload_confirmed "$LIVE"
+    exit 1
+fi
 reload_confirmed "$LIVE"
