@@ -151,7 +151,9 @@ class Run:
     def rows(self) -> list[CheckResult]:
         """The checks (loopback) or the drills (HA pair), run on the started lab."""
         if isinstance(self.lab, HaPair):
-            return [drill.check() for drill in run_drills(self.lab, self.args.drill_seconds, progress)]
+            # TLS on: one certificate on the virtual IP and on both load balancers, before any drill moves it.
+            rows = [tls.pair_row(self.lab.served_serials())] if self.lab.ca_file is not None else []
+            return rows + [drill.check() for drill in run_drills(self.lab, self.args.drill_seconds, progress)]
         return run_checks(
             self.lab, balance=self.balance, drill_seconds=self.args.drill_seconds, spare=self.spare, progress=progress
         )

@@ -259,3 +259,11 @@ def rotation(lab: LocalLab, *, seconds: float = 10.0, concurrency: int = 16, rot
     if not box:
         raise RuntimeError("the load generator did not finish")
     return Rotation(box[0], old, serial_hex(pem), rotated_at)
+
+
+def pair_row(serials: dict[str, str]) -> CheckResult:
+    """--ha: the virtual IP and both load balancers' own addresses show one certificate, verified by the lab CA."""
+    shown = ", ".join(f"{ip} {serial[:8]}..." for ip, serial in serials.items())
+    return CheckResult(
+        "same certificate", len(set(serials.values())) == 1 and len(serials) == 3, f"HTTPS (CA verified): {shown}"
+    )
