@@ -80,9 +80,10 @@ def run_checks(
     drill_seconds: float,
     spare: ServerSpec | None,
     progress: Callable[[str], None],
+    https: bool = False,
 ) -> list[CheckResult]:
-    """The six checks and the two day-2 drills, in order, on a started lab; an unexpected error becomes a
-    FAIL row, not a crash."""
+    """The six checks and the two day-2 drills, then with `https` the TLS rows, in order, on a started lab; an
+    unexpected error becomes a FAIL row, not a crash."""
     n = len(local_lab.servers)
     steps: list[tuple[str, Callable[[], CheckResult]]] = [
         ("round-robin", lambda: checks.round_robin(local_lab, balance)),
@@ -97,7 +98,7 @@ def run_checks(
         ("rolling update", lambda: day2.rolling_update(local_lab)),
         ("server set", lambda: _needs(spare, lambda server: day2.server_set(local_lab, server))),
     ]
-    if local_lab.lb.https_port is not None:
+    if https:
         steps += tls_steps(local_lab, n, drill_seconds)
     results: list[CheckResult] = []
     for name, step in steps:
@@ -155,7 +156,12 @@ class Run:
             rows = [tls.pair_row(self.lab.served_serials())] if self.lab.ca_file is not None else []
             return rows + [drill.check() for drill in run_drills(self.lab, self.args.drill_seconds, progress)]
         return run_checks(
-            self.lab, balance=self.balance, drill_seconds=self.args.drill_seconds, spare=self.spare, progress=progress
+            self.lab,
+            balance=self.balance,
+            drill_seconds=self.args.drill_seconds,
+            spare=self.spare,
+            progress=progress,
+            https=self.lab.lb.https_port is not None,
         )
 
     def access(self) -> list[str]:

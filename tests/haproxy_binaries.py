@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-DEFAULT_HAPROXY3 = Path("/var/cache/haproxy-lab/haproxy-3.0/haproxy")
+from benchmark.tls_study import HAPROXY3
+
+DEFAULT_HAPROXY3 = HAPROXY3
 
 
 def haproxy26() -> str:
