@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from rehearsal import checks
 from rehearsal.lab_scripts import apply_config
 from rehearsal.local_lab import LocalLab
 from rehearsal.loopback import rehearsal_setup
+from rehearsal.stats import stats_rows
 from rehearsal.tls import https_row, rotation, stats_tls_row
 from render.haproxy_cfg import TLS_CIPHERS, render_haproxy_cfg
 from tests.haproxy_binaries import all_haproxies
@@ -77,3 +79,38 @@ def test_the_old_protocols_row_fails_when_the_server_allows_them(dev: LabConfig,
         https = https_row(lab)
         assert not https.passed
         assert "TLS 1.0 ACCEPTED as TLSv1" in https.figures
+
+
+def test_no_request_body_reaches_a_server_over_http2(dev: LabConfig, binary: str, tmp_path: Path) -> None:
+    """HTTP/2 carries a body in DATA frames without Content-Length or Transfer-Encoding: the header rules alone let
+    it through (seen: curl --http2 with a chunked POST got the app's 405, so a server read it)."""
+    with tls_lab(dev, binary, tmp_path) as lab:
+        assert lab.lb.ca_file is not None
+        before = stats_rows(lab.stats_csv(), lab.lb.backend)["BACKEND"]["stot"]
+        url = f"https://{lab.lb.host}:{lab.lb.https_port}/"
+        for body in (
+            ["--data-binary", "@-"],
+            ["-X", "POST", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-"],
+        ):
+            sent = subprocess.run(
+                [
+                    *("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--http2"),
+                    "--cacert",
+                    str(lab.lb.ca_file),
+                    *body,
+                    url,
+                ],
+                input=b"a body",
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            assert sent.stdout.decode() in ("413", "000"), "refused by HAProxy (curl may see the stream reset first)"
+        assert stats_rows(lab.stats_csv(), lab.lb.backend)["BACKEND"]["stot"] == before
+        get = subprocess.run(
+            ["curl", "-s", "--http2", "--cacert", str(lab.lb.ca_file), url],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert get.stdout.decode() in lab.messages
