@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from rehearsal.lab_scripts import run_script
+from rehearsal.lab_scripts import SCRIPT_TIMEOUT, run_script
 from rehearsal.load import FAIL_AFTER, LoadResult, connect, run_load
 from rehearsal.local_lab import LocalLab
 from rehearsal.results import CheckResult
@@ -27,6 +27,7 @@ from render.certificates import Pem, haproxy_pem, issue_server, make_ca, serial_
 from render.shipping import CONFIG_TRAILER
 
 CA_FILE, CA_KEY, SITE_PEM = "ca.pem", "ca.key", "site.pem"
+AFTER_ROTATION = 2.0  # seconds of load at least after apply-tls-cert.sh returns: the switch must show
 _HSTS = "Strict-Transport-Security"
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
@@ -228,13 +229,16 @@ class Rotation:
 
 def rotation(lab: LocalLab, *, seconds: float = 10.0, concurrency: int = 16, rotate_at: float = 2.0) -> Rotation:
     """`concurrency` clients open a new verified HTTPS connection per request; at `rotate_at` a new certificate
-    from the same CA goes in through apply-tls-cert.sh."""
+    from the same CA goes in through apply-tls-cert.sh. The load runs `seconds` in all, and at least
+    AFTER_ROTATION seconds after the script returns, however long it took (a loaded machine)."""
     tls = tls_of(lab)
-    ips, dns = [tls.host], [lab.lb.settings.health_host if lab.lb.settings else "localhost"]
-    pem = next_certificate(tls.ca_file, dns, ips)
-    old = serial_hex(Path(lab.lb.settings.tls.certificate).read_text(encoding="ascii"))  # type: ignore[union-attr]
+    if lab.lb.settings is None or lab.lb.settings.tls is None:
+        raise RuntimeError("this lab does not serve HTTPS")
+    pem = next_certificate(tls.ca_file, [lab.lb.settings.health_host], [tls.host])
+    old = serial_hex(Path(lab.lb.settings.tls.certificate).read_text(encoding="ascii"))
     box: list[LoadResult] = []
     context = client_context(tls.ca_file)
+    stop = threading.Event()
 
     def load() -> None:
         box.append(
@@ -242,20 +246,25 @@ def rotation(lab: LocalLab, *, seconds: float = 10.0, concurrency: int = 16, rot
                 tls.host,
                 tls.https_port,
                 concurrency=concurrency,
-                seconds=seconds,
+                seconds=seconds + SCRIPT_TIMEOUT,
                 expected=lab.messages,
                 context=context,
                 fresh=True,
+                stop=stop,
             )
         )
 
     thread = threading.Thread(target=load, name="rotation-load", daemon=True)
     begin = time.monotonic()
     thread.start()
-    time.sleep(max(0.0, begin + rotate_at - time.monotonic()))
-    rotate(lab, pem)
-    rotated_at = time.monotonic()
-    thread.join(timeout=seconds + 30)
+    try:
+        time.sleep(max(0.0, begin + rotate_at - time.monotonic()))
+        rotate(lab, pem)
+        rotated_at = time.monotonic()
+        time.sleep(max(AFTER_ROTATION, begin + seconds - rotated_at))
+    finally:
+        stop.set()
+        thread.join(timeout=seconds + SCRIPT_TIMEOUT + 30)
     if not box:
         raise RuntimeError("the load generator did not finish")
     return Rotation(box[0], old, serial_hex(pem), rotated_at)
