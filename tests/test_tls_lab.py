@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +20,11 @@ import pytest
 from plan.model import LabConfig, Tls
 from rehearsal import checks
 from rehearsal.lab_scripts import apply_config
+from rehearsal.load import connect
 from rehearsal.local_lab import LocalLab
 from rehearsal.loopback import rehearsal_setup
 from rehearsal.stats import stats_rows
-from rehearsal.tls import https_row, rotation, stats_tls_row
+from rehearsal.tls import client_context, https_row, rotation, stats_tls_row
 from render.haproxy_cfg import TLS_CIPHERS, render_haproxy_cfg
 from tests.haproxy_binaries import all_haproxies
 
@@ -114,3 +116,44 @@ def test_no_request_body_reaches_a_server_over_http2(dev: LabConfig, binary: str
             check=False,
         )
         assert get.stdout.decode() in lab.messages
+
+
+# Answers X-Forwarded-Proto as HAProxy sent it (its message when asked directly, as LocalLab checks).
+_ECHO = """
+import http.server, sys
+class Echo(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = self.headers.get("X-Forwarded-Proto", sys.argv[3]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Echo).serve_forever()
+"""
+
+
+def test_the_servers_learn_the_scheme_from_haproxy_alone(dev: LabConfig, binary: str, tmp_path: Path) -> None:
+    """Faults seen failing: the `set-header X-Forwarded-Proto` lines removed (the client's own 'https' passed over
+    plain HTTP)."""
+    setup = rehearsal_setup(dev, 2, haproxy_bin=binary, tls_dir=tmp_path / "tls")
+    echoes = [
+        dataclasses.replace(
+            server, argv=(sys.executable, "-c", _ECHO, server.host, str(server.port), server.message), env={}, cwd=None
+        )
+        for server in setup.servers
+    ]
+    with LocalLab(setup.lb, echoes, tmp_path) as lab:
+        lab.start()
+        assert lab.lb.ca_file is not None
+        forged = {"X-Forwarded-Proto": "https"}
+        plain = connect(lab.lb.host, lab.lb.port, 5, None, None)
+        plain.request("GET", "/", headers=forged)
+        assert plain.getresponse().read() == b"http"
+        plain.close()
+        tls = connect(lab.lb.host, lab.lb.https_port or 0, 5, None, client_context(lab.lb.ca_file))
+        tls.request("GET", "/", headers={"X-Forwarded-Proto": "http"})
+        assert tls.getresponse().read() == b"https"
+        tls.close()
