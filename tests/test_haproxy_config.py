@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plan.model import LabConfig
+from plan.parse import parse_lab_config
 from plan.values import BALANCE_ALGORITHMS
 from rehearsal.local_lab import free_port
 from rehearsal.stats import basic_auth_header
@@ -31,7 +32,7 @@ from render.haproxy_cfg import (
 from render.shipping import CONFIG_TRAILER
 from tests.haproxy_binaries import all_haproxies, checkable_cfg, haproxy26
 from tests.http_probe import get_when_listening
-from tests.plans import lab_with_servers
+from tests.plans import dev_raw, ha_raw, lab_with_servers
 
 PASSWORD = "s3cret-Pass"
 StartHaproxy = Callable[[str, str], int]  # (binary, password) -> stats port
@@ -303,3 +304,19 @@ def test_config_id_names_the_whole_content(dev: LabConfig) -> None:
     assert config_id(render_haproxy_cfg(rehearsal)) != config_id(
         render_haproxy_cfg(dataclasses.replace(rehearsal, balance="leastconn"))
     )
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [None, {}, {"redirectHttp": True}, {"redirectHttp": True, "httpsPort": 8443}],
+    ids=["tls-off", "tls-on", "redirect-443", "redirect-8443"],
+)
+def test_every_tls_variant_of_both_stacks_passes_haproxy_check(tls: dict[str, object] | None, tmp_path: Path) -> None:
+    for raw in (dev_raw(), ha_raw()):
+        raw.pop("tls")
+        if tls is not None:
+            raw["tls"] = tls
+        cfg = render_lab_haproxy_cfg(parse_lab_config(raw), PASSWORD)
+        assert ("ssl crt" in cfg) == (tls is not None)
+        assert ("redirect" in cfg) == bool(tls and tls.get("redirectHttp"))
+        assert_valid_everywhere(cfg, tmp_path)
