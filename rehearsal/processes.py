@@ -11,6 +11,7 @@ SIGKILLed rehearsal, so the guard kills the groups (and removes a disposable wor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -47,15 +48,23 @@ class ProcessGroups:
     def log_path(self, key: str) -> Path:
         return self.workdir / f"{key}.log"
 
+    def _guard(self) -> Watchdog:
+        if self._watchdog is None:
+            # Before the first process or namespace: a kill -9 of the rehearsal must not leave any behind.
+            self._watchdog = Watchdog()
+            if self.disposable_workdir:
+                self._watchdog.tell(f"dir {self.workdir}")
+        return self._watchdog
+
+    def undo_on_death(self, argv: Sequence[str]) -> None:
+        """Have the guard run argv if the rehearsal dies without closing (e.g. `ip netns del NAME`)."""
+        self._guard().tell("undo " + json.dumps(list(argv)))
+
     def spawn(
         self, key: str, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
     ) -> subprocess.Popen[bytes]:
         """Start argv as `key` in a new process group, stdout and stderr appended to workdir/<key>.log."""
-        if self._watchdog is None:
-            # Before the first process: a kill -9 of the rehearsal must not leave any of them behind.
-            self._watchdog = Watchdog()
-            if self.disposable_workdir:
-                self._watchdog.tell(f"dir {self.workdir}")
+        watchdog = self._guard()
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path(key).open("ab") as log:
             proc = subprocess.Popen(
@@ -69,7 +78,7 @@ class ProcessGroups:
             )
         self._procs[key] = proc
         self.groups.append(proc.pid)
-        self._watchdog.tell(f"group {proc.pid}")
+        watchdog.tell(f"group {proc.pid}")
         return proc
 
     def pid(self, key: str) -> int:

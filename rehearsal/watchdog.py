@@ -3,13 +3,15 @@
 Why a separate process: nothing runs inside a SIGKILLed process, and a parent-death signal only reaches
 the direct child (gunicorn's workers would live on). The guard reads, on a pipe only the rehearsal holds,
 the process groups it starts and the directory it writes; when the pipe closes without a `bye` (the
-rehearsal died), it SIGKILLs every group still registered and removes the directory. Protocol, one
-command a line: `group PGID`, `reaped PGID`, `dir PATH`, `bye`.
+rehearsal died), it SIGKILLs every group still registered, runs the undo commands (newest first: e.g. the
+HA drill's `ip netns del`, `ip link del`) and removes the directory. Protocol, one command a line:
+`group PGID`, `reaped PGID`, `undo ARGV-AS-JSON`, `dir PATH`, `bye`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -28,9 +30,16 @@ def _kill_groups(groups: set[int]) -> None:
                 os.killpg(pgid, sig)
 
 
+def _undo(commands: list[list[str]]) -> None:
+    for argv in reversed(commands):  # a namespace before the bridge its veth is plugged into
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+
+
 def guard(commands: IO[str]) -> None:
     """Follow the commands until the pipe closes; clean up unless the last one was `bye`."""
     groups: set[int] = set()
+    undo: list[list[str]] = []
     directory: Path | None = None
     said_bye = False
     for line in commands:
@@ -40,10 +49,13 @@ def guard(commands: IO[str]) -> None:
             groups.add(int(argument))
         elif verb == "reaped":
             groups.discard(int(argument))
+        elif verb == "undo":
+            undo.append([str(word) for word in json.loads(argument)])
         elif verb == "dir":
             directory = Path(argument)
     if not said_bye:
         _kill_groups(groups)
+        _undo(undo)
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
 

@@ -109,11 +109,21 @@ def test_the_five_drills_pass_with_their_goals(tmp_path: Path) -> None:
     assert net.leftovers() == []
 
 
+def _network_left(suffix: str) -> list[str]:
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return [name for name in (f"hl{suffix}-", f"hlb{suffix}", f"hv{suffix}") if name in namespaces + links]
+
+
 @pytest.mark.slow
-def test_sigterm_removes_every_namespace_and_process() -> None:
+@pytest.mark.parametrize("how", ["sigterm", "kill-9"])
+def test_an_ended_rehearsal_leaves_no_namespace_and_no_process(how: str, tmp_path: Path) -> None:
+    """SIGTERM: the rehearsal cleans up itself. kill -9 runs none of its code: its guard process
+    (rehearsal/watchdog.py) kills the process groups and deletes the namespaces and the bridge."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "rehearsal", "--ha", "--drill-seconds", "4", "--keep-logs"],
         cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -134,24 +144,21 @@ def test_sigterm_removes_every_namespace_and_process() -> None:
                 if "drill: haproxy killed" in line:
                     break
         assert suffix, output
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
         rest, _ = proc.communicate(timeout=60)
         output += rest
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, output
-    assert "interrupted, stopping every process" in output
-    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    assert f"hl{suffix}-" not in namespaces
-    assert f"hlb{suffix}" not in links
-    assert f"hv{suffix}" not in links
-    workdir = re.search(r"logs kept in (\S+)", output)
-    assert workdir, output
-    leftover = subprocess.run(["pgrep", "-f", workdir.group(1)], capture_output=True, text=True).stdout
+    if how == "sigterm":
+        assert proc.returncode == 130, output
+        assert "interrupted, stopping every process" in output
+    deadline = time.monotonic() + 30  # the guard works after the rehearsal is gone
+    while _network_left(suffix) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _network_left(suffix) == [], output
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
     assert leftover.strip() == "", f"processes of the run survive: {leftover}"
-    shutil.rmtree(workdir.group(1), ignore_errors=True)
 
 
 def test_keepalived_and_nft_are_installed() -> None:

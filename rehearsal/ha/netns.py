@@ -90,8 +90,16 @@ class TestNetwork:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, subnet: ipaddress.IPv4Network | None = None, suffix: str | None = None) -> None:
+    def __init__(
+        self,
+        subnet: ipaddress.IPv4Network | None = None,
+        suffix: str | None = None,
+        undo_on_death: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
+        """`undo_on_death`: told, before each bridge or namespace is made, the command that removes it, for a
+        guard process to run if the caller dies without close() (kill -9)."""
         require_root()
+        self._undo_on_death = undo_on_death
         self.suffix = suffix or secrets.token_hex(3)
         self.subnet = subnet or random_subnet()
         if not self.subnet.subnet_of(TEST_NETWORKS):
@@ -111,6 +119,8 @@ class TestNetwork:
 
     def create_bridge(self) -> None:
         """The bridge: up, no address (the root namespace never joins the test network)."""
+        if self._undo_on_death is not None:
+            self._undo_on_death(["ip", "link", "del", self.bridge])
         _ip("link", "add", self.bridge, "type", "bridge")
         self._made_bridge = True
         # Bridged frames must not meet the host's own iptables (br_netfilter, e.g. Docker's FORWARD DROP).
@@ -129,6 +139,8 @@ class TestNetwork:
         index = len(self.hosts)
         host = NetHost(name, f"hl{self.suffix}-{name}", address, f"hv{self.suffix}{index}")
         self.hosts[name] = host
+        if self._undo_on_death is not None:
+            self._undo_on_death(["ip", "netns", "del", host.namespace])
         _ip("netns", "add", host.namespace)
         _ip("link", "add", host.veth, "type", "veth", "peer", "name", INTERFACE, "netns", host.namespace)
         _ip("link", "set", host.veth, "addrgenmode", "none")

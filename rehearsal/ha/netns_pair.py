@@ -82,7 +82,8 @@ class HaPair:
         self.workdir = workdir
         self.progress = progress
         self.workers = workers
-        self.net = TestNetwork()
+        self.processes = ProcessGroups(workdir, disposable_workdir=disposable_workdir)
+        self.net = TestNetwork(undo_on_death=self.processes.undo_on_death)
         self.plan = ha_plan(lab, self.net.subnet, web_servers)
         self.vip: ipaddress.IPv4Address = self.net.subnet.network_address + VIP_NUMBER
         self.lb_hosts: dict[str, Host] = dict(zip(LB_KEYS, self.plan.load_balancers, strict=True))
@@ -105,7 +106,6 @@ class HaPair:
             key: dataclasses.replace(pair[host.name], check_script=str(self._dir(key) / CHECK_SCRIPT_FILE))
             for key, host in self.lb_hosts.items()
         }
-        self.processes = ProcessGroups(workdir, disposable_workdir=disposable_workdir)
         self.watch: VipWatch | None = None
         self.state_watch = StateWatch({key: self.workdir / f"{key}-keepalived.log" for key in LB_KEYS})
 
