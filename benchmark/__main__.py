@@ -162,7 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.haproxy is None and HAPROXY3.is_file():
             binaries.append(("3.0", str(HAPROXY3)))
         seconds = max(1, int(args.throughput_seconds))
-        print("\n".join([f"command:  {command}", *tls_report(binaries, plan, seconds=seconds, progress=progress)]))
+        print(
+            "\n".join(
+                [
+                    f"command:  {command}",
+                    *tls_report(binaries, plan, seconds=seconds, rounds=args.rounds, progress=progress),
+                ]
+            )
+        )
         return 0
     haproxy_bin = rehearsal_setup(plan, 1, haproxy_bin=args.haproxy).lb.haproxy_bin
 

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -122,37 +123,45 @@ def handshakes(binary: str, key_type: str, seconds: int) -> Handshakes:
     return Handshakes(key_type, count / elapsed, 1000.0 * used / max(count, 1))
 
 
-def keepalive_rps(binary: str, plan: LabConfig, seconds: float) -> tuple[float, float]:
-    """Requests/s through the lab (2 web servers) over plain HTTP, then over HTTPS, both kept alive (wrk)."""
+def keepalive_rps(binary: str, plan: LabConfig, seconds: float, rounds: int) -> tuple[float, float]:
+    """Requests/s through the lab (2 web servers) over plain HTTP and over HTTPS, both kept alive (wrk): the medians
+    of `rounds` rounds on one lab, the two alternating first (other jobs on the machine slow both alike)."""
     workdir = Path(tempfile.mkdtemp(prefix="haproxy-lab-bench-tls-"))
+    http: list[float] = []
+    https: list[float] = []
     try:
         setup = rehearsal_setup(plan, 2, haproxy_bin=binary, tls_dir=workdir / "tls")
         with LocalLab(setup.lb, setup.servers, workdir, disposable_workdir=True) as lab:
             lab.start()
             if lab.lb.https_port is None:
                 raise RuntimeError("the plan has no tls")
-            http = measure(lab.lb.host, lab.lb.port, seconds=seconds)
-            https = measure(lab.lb.host, lab.lb.https_port, seconds=seconds, scheme="https")
+            runs = [(http, lab.lb.port, "http"), (https, lab.lb.https_port, "https")]
+            for round_index in range(rounds):
+                for figures, port, scheme in runs if round_index % 2 == 0 else runs[::-1]:
+                    figures.append(measure(lab.lb.host, port, seconds=seconds, scheme=scheme).ok_per_second)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return http.ok_per_second, https.ok_per_second
+    return statistics.median(http), statistics.median(https)
 
 
-def tls_report(binaries: list[tuple[str, str]], plan: LabConfig, *, seconds: int, progress: object) -> list[str]:
+def tls_report(
+    binaries: list[tuple[str, str]], plan: LabConfig, *, seconds: int, rounds: int, progress: object
+) -> list[str]:
     """The study's lines, measured now: one block per HAProxy build, then the ceiling and the decision."""
     say = progress if callable(progress) else print
     speed = openssl_speed()
     lines = []
     for label, binary in binaries:
         say(f"HAProxy {label}: keep-alive HTTP vs HTTPS through the lab")
-        http, https = keepalive_rps(binary, plan, float(seconds))
+        http, https = keepalive_rps(binary, plan, float(seconds), rounds)
         shakes = []
         for key_type in KEY_TYPES:
             say(f"HAProxy {label}: new handshakes, {key_type}")
             shakes.append(handshakes(binary, key_type, seconds))
         lines.append(f"HAProxy {label} ({linked_openssl(binary)})")
         lines.append(
-            f"  keep-alive, 32 connections: HTTP {http:,.0f} req/s, HTTPS {https:,.0f} req/s ({https / http:.0%})"
+            f"  keep-alive, 32 connections, median of {rounds} rounds: HTTP {http:,.0f} req/s, "
+            f"HTTPS {https:,.0f} req/s ({https / http:.0%})"
         )
         for shake in shakes:
             ceiling = speed.get(shake.key_type, 0)
