@@ -20,5 +20,8 @@ pulumi.export("webServers", lab.web_servers)
 if lab_config.is_pair:
     # The pair's own addresses (each stats page answers there too); lbUrl and statsUrl use the virtual IP.
     pulumi.export("loadBalancers", lab.load_balancers)
+if lab.ca_certificate is not None:
+    # The generated lab CA: clients trust it to verify the site (README, "HTTPS").
+    pulumi.export("caCertificate", lab.ca_certificate)
 pulumi.export("statsUser", lab_config.haproxy.stats_user)
 pulumi.export("statsPassword", secrets.stats_password)

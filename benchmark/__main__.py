@@ -38,6 +38,7 @@ from benchmark.figures import (
 from benchmark.resources import cpu_seconds, pss_mib, rss_mib
 from benchmark.slow_body import slow_body_drill
 from benchmark.throughput import CONNECTIONS, measure
+from benchmark.tls_study import HAPROXY3, tls_report
 from plan.stack_file import load_stack_file
 from rehearsal.checks import fault_drill
 from rehearsal.load import FAIL_AFTER
@@ -130,6 +131,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--python-client", action="store_true", help="measure throughput with Python, not wrk")
     parser.add_argument("--haproxy", default=None, metavar="PATH", help="haproxy binary (default: on PATH)")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON holding every figure")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="the TLS study alone: HTTP vs HTTPS keep-alive, new handshakes RSA 2048 vs ECDSA P-256, openssl speed",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 20 or not 1.0 <= args.throughput_seconds <= 30.0:
         parser.error("--rounds must be 1..20 and --throughput-seconds 1..30")
@@ -151,6 +157,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop_like_ctrl_c()
     command = "python -m benchmark" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
     plan = load_stack_file("dev")
+    if args.tls:
+        binaries = [("2.6" if args.haproxy is None else args.haproxy, args.haproxy or shutil.which("haproxy") or "")]
+        if args.haproxy is None and HAPROXY3.is_file():
+            binaries.append(("3.0", str(HAPROXY3)))
+        seconds = max(1, int(args.throughput_seconds))
+        print(
+            "\n".join(
+                [
+                    f"command:  {command}",
+                    *tls_report(binaries, plan, seconds=seconds, rounds=args.rounds, progress=progress),
+                ]
+            )
+        )
+        return 0
     haproxy_bin = rehearsal_setup(plan, 1, haproxy_bin=args.haproxy).lb.haproxy_bin
 
     cpus = len(os.sched_getaffinity(0))

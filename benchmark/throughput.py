@@ -58,15 +58,22 @@ def parse_wrk_p99(output: str) -> float | None:
 
 
 def measure(
-    host: str, port: int, *, connections: int = CONNECTIONS, seconds: float = 5.0, use_wrk: bool = True
+    host: str,
+    port: int,
+    *,
+    connections: int = CONNECTIONS,
+    seconds: float = 5.0,
+    use_wrk: bool = True,
+    scheme: str = "http",
 ) -> Throughput:
-    """Requests/s with `connections` kept-alive connections for `seconds` (bounded: wrk -d, or run_load's deadline)."""
+    """Requests/s with `connections` kept-alive connections for `seconds` (bounded: wrk -d, or run_load's deadline);
+    `scheme` https: wrk only (it does not verify the certificate: the figure is the cost, not the trust)."""
     wrk = shutil.which("wrk") if use_wrk else None
     if wrk is not None:
         result = subprocess.run(
             [
                 *(wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"),
-                f"http://{host}:{port}/",
+                f"{scheme}://{host}:{port}/",
             ],
             capture_output=True,
             text=True,
@@ -75,6 +82,8 @@ def measure(
         )
         requests, elapsed, failed = parse_wrk(result.stdout)
         return Throughput((requests - failed) / elapsed, requests, failed, "wrk -t1", parse_wrk_p99(result.stdout))
+    if scheme != "http":
+        raise RuntimeError("HTTPS throughput needs wrk (apt-get install wrk)")
     load = run_load(host, port, concurrency=connections, seconds=seconds)
     latencies = sorted(outcome.seconds for outcome in load.outcomes)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_proxmoxve as proxmoxve
 
-from components.load_balancer import LoadBalancer, LoadBalancerArgs, site_url
+from components.load_balancer import LoadBalancer, LoadBalancerArgs, lab_site_url, stats_url
+from components.tls import site_tls
 from components.web_server import LoadBalancerAccess, WebServerArgs, WebServerVm
 from plan.model import Host, LabConfig, LabSecrets
 from render.file_names import image_file_name
@@ -45,6 +46,8 @@ class Lab(pulumi.ComponentResource):
     """Each load balancer's name and own address (its stats page answers there too)."""
     servers: tuple[WebServerVm, ...]
     """The web-server components, in plan order."""
+    ca_certificate: pulumi.Output[str] | None
+    """The generated lab CA for clients to trust (None: TLS off, or a brought certificate)."""
 
     def __init__(self, name: str, args: LabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:Lab", name, None, opts)
@@ -84,6 +87,8 @@ class Lab(pulumi.ComponentResource):
             return images.get(lab.node_for(host))
 
         keepalived = pair_settings(lab)
+        tls = site_tls(name, lab, args.secrets, self)
+        self.ca_certificate = None if tls is None else tls.ca_certificate
         self.balancers = tuple(
             LoadBalancer(
                 f"{name}-{host.key}",
@@ -93,6 +98,7 @@ class Lab(pulumi.ComponentResource):
                     secrets=args.secrets,
                     image_id=image_for(host),
                     keepalived=keepalived.get(host.name),
+                    tls_pem=None if tls is None else tls.haproxy_pem,
                 ),
                 child,
             )
@@ -120,8 +126,8 @@ class Lab(pulumi.ComponentResource):
         self.servers = tuple(servers)
 
         site = str(lab.site_ip)
-        self.lb_url = pulumi.Output.from_input(site_url(site, lab.haproxy.frontend_port))
-        self.stats_url = pulumi.Output.from_input(f"http://{site}:{lab.haproxy.stats_port}/stats")
+        self.lb_url = pulumi.Output.from_input(lab_site_url(site, lab))
+        self.stats_url = pulumi.Output.from_input(stats_url(site, lab))
         self.web_servers = pulumi.Output.from_input({server.name: str(server.ip) for server in lab.web_servers})
         self.load_balancers = pulumi.Output.from_input({host.name: str(host.ip) for host in lab.load_balancers})
         self.register_outputs(

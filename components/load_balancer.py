@@ -19,18 +19,32 @@ import pulumi_command as command
 from components.provisioning import boot_vm, run_script
 from components.remote import Budget
 from plan.model import Host, LabConfig, LabSecrets
+from plan.tls import HTTPS_PORT
 from plan.values import HTTP_PORT
-from render.haproxy_cfg import render_lab_haproxy_cfg
+from render.haproxy_cfg import TLS_PEM_PATH, render_lab_haproxy_cfg
 from render.keepalived import KeepalivedSettings, keepalived_bundle
-from render.shipping import sha256_hex, tar_gz_base64
+from render.shipping import CONFIG_TRAILER, sha256_hex, tar_gz_base64
 
 INSTALL = Budget.minutes(20)
 APPLY = Budget.minutes(10)
 
 
-def site_url(ip: str, port: int) -> str:
-    """The URL clients use: no port in it when it is HTTP's own."""
-    return f"http://{ip}/" if port == HTTP_PORT else f"http://{ip}:{port}/"
+def site_url(ip: str, port: int, *, https: bool = False) -> str:
+    """The URL clients use: no port in it when it is the scheme's own."""
+    scheme, default = ("https", HTTPS_PORT) if https else ("http", HTTP_PORT)
+    return f"{scheme}://{ip}/" if port == default else f"{scheme}://{ip}:{port}/"
+
+
+def stats_url(ip: str, lab: LabConfig) -> str:
+    """The stats page: over TLS only when TLS is on."""
+    return f"{'https' if lab.tls else 'http'}://{ip}:{lab.haproxy.stats_port}/stats"
+
+
+def lab_site_url(ip: str, lab: LabConfig) -> str:
+    """The site: its HTTPS URL when TLS is on."""
+    if lab.tls is None:
+        return site_url(ip, lab.haproxy.frontend_port)
+    return site_url(ip, lab.tls.https_port, https=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +57,8 @@ class LoadBalancerArgs:
     secrets: LabSecrets
     image_id: pulumi.Input[str] | None
     keepalived: KeepalivedSettings | None = None
+    tls_pem: pulumi.Output[str] | None = None
+    """The site's certificate, chain and key (a secret), when TLS is on: the same for both LBs of a pair."""
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -75,6 +91,23 @@ class LoadBalancer(pulumi.ComponentResource):
             private_key=args.secrets.ssh_private_key,
         )
         install = run_script(self, name, booted, "install-haproxy.sh", previous=booted.cloud_init, budget=INSTALL)
+        before_config = install
+        if args.tls_pem is not None:
+            # Before haproxy.cfg (whose `crt` names the file); a new certificate alone goes in without a reload.
+            shipped = args.tls_pem.apply(lambda pem: f"{pem}{CONFIG_TRAILER}\n")
+            before_config = run_script(
+                self,
+                name,
+                booted,
+                "apply-tls-cert.sh",
+                previous=install,
+                budget=APPLY,
+                args=(TLS_PEM_PATH,),
+                stdin=shipped,
+                shipped_hash=pulumi.Output.secret(shipped.apply(sha256_hex)),
+                logging=command.remote.Logging.STDERR,
+                secret_outputs=True,
+            )
         # The rendered file carries the stats password: derived from a secret, it stays a secret Output,
         # travels on stdin (never on a command line), and even its hash is kept secret.
         haproxy_cfg = args.secrets.stats_password.apply(lambda password: render_lab_haproxy_cfg(lab, password))
@@ -83,11 +116,12 @@ class LoadBalancer(pulumi.ComponentResource):
             name,
             booted,
             "apply-haproxy-cfg.sh",
-            previous=install,
+            previous=before_config,
             budget=APPLY,
             stdin=haproxy_cfg,
             shipped_hash=haproxy_cfg.apply(sha256_hex),
             logging=command.remote.Logging.STDERR,
+            secret_outputs=True,
         )
         if args.keepalived is not None:
             install_keepalived = run_script(
@@ -114,6 +148,6 @@ class LoadBalancer(pulumi.ComponentResource):
         ip = str(host.ip)
         self.vm_id = booted.vm.vm_id
         self.ip = booted.vm.ip
-        self.url = pulumi.Output.from_input(site_url(ip, lab.haproxy.frontend_port))
-        self.stats_url = pulumi.Output.from_input(f"http://{ip}:{lab.haproxy.stats_port}/stats")
+        self.url = pulumi.Output.from_input(lab_site_url(ip, lab))
+        self.stats_url = pulumi.Output.from_input(stats_url(ip, lab))
         self.register_outputs({"vm_id": self.vm_id, "ip": self.ip, "url": self.url, "stats_url": self.stats_url})

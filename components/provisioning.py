@@ -48,6 +48,7 @@ def remote_step(
     after: Sequence[pulumi.Resource],
     stdin: pulumi.Input[str] | None = None,
     logging: command.remote.Logging | None = None,
+    secret_outputs: bool = False,
 ) -> command.remote.Command:
     """`script` as root on the VM, child of `owner`: runs after `after`, re-runs when `triggers` change,
     and is stopped on the VM when it runs past `budget` (the step then fails with a message saying so)."""
@@ -64,7 +65,13 @@ def remote_step(
         # pulumi-command would pass the previous run's output with SSH Setenv, which a stock sshd refuses
         # (AcceptEnv): a warning on every run, and no script of ours reads it.
         add_previous_output_in_env=False,
-        opts=pulumi.ResourceOptions(parent=owner, depends_on=list(after), custom_timeouts=budget.custom_timeouts()),
+        opts=pulumi.ResourceOptions(
+            parent=owner,
+            depends_on=list(after),
+            custom_timeouts=budget.custom_timeouts(),
+            # A step fed a secret keeps what it echoes secret too (the engine would only mark `stdin`).
+            additional_secret_outputs=["stdin", "stdout", "stderr"] if secret_outputs else None,
+        ),
     )
 
 
@@ -118,6 +125,8 @@ def run_script(
     stdin_is_bundle: bool = False,
     shipped_hash: pulumi.Input[str] | None = None,
     logging: command.remote.Logging | None = None,
+    args: tuple[str, ...] = (),
+    secret_outputs: bool = False,
 ) -> command.remote.Command:
     """Run files/scripts/<script> as root on the VM after `previous` (and `after`); re-run per
     script_triggers. With `stdin_is_bundle`, stdin is a bundle of files (render.shipping) and the
@@ -126,10 +135,11 @@ def run_script(
         owner,
         f"{name}-{script.removesuffix('.sh')}",
         booted.ssh,
-        RootScript(script_text(script), script, bundle=stdin_is_bundle),
+        RootScript(script_text(script), script, args, bundle=stdin_is_bundle),
         budget=budget,
         triggers=script_triggers(script, previous, shipped_hash),
         after=[previous, *after],
         stdin=stdin,
         logging=logging,
+        secret_outputs=secret_outputs,
     )

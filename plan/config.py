@@ -17,9 +17,10 @@ import pulumi.runtime.config
 
 from plan.model import PROJECT, ConfigError, LabConfig, LabSecrets
 from plan.parse import PLAN_KEYS, SECRET_SETTINGS, parse_lab_config
+from plan.tls import TLS_PRIVATE_KEY, check_private_key
 from plan.values import MAX_STATS_PASSWORD
 
-SSH_PRIVATE_KEY, STATS_PASSWORD = SECRET_SETTINGS
+SSH_PRIVATE_KEY, STATS_PASSWORD, _ = SECRET_SETTINGS
 MIN_STATS_PASSWORD_LENGTH = 12
 _PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----.+-----END ([A-Z0-9]+ )?PRIVATE KEY-----", re.S)
 
@@ -66,6 +67,24 @@ def _check_stats_password(value: str, problems: list[str]) -> None:
         )
     elif any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         problems.append(f"{key}: contains a control character; expected printable characters only")
+
+
+def _read_tls_key(raw: dict[str, Any], lab: LabConfig | None, problems: list[str]) -> str | None:
+    """`tlsPrivateKey`: required with a brought `tls.certificate` (and checked against it), refused without one."""
+    full = f"{PROJECT}:{TLS_PRIVATE_KEY}"
+    tls = raw.get("tls")
+    brought = isinstance(tls, dict) and tls.get("certificate") is not None and tls.get("enabled", True) is not False
+    if not brought:
+        if pulumi.runtime.get_config(full) is not None:
+            problems.append(
+                f"{full}: is set but {PROJECT}:tls.certificate is not; expected both (bring your own certificate) "
+                f"or neither (tls: {{}} generates one): `pulumi config rm {full}`"
+            )
+        return None
+    key = _read_secret(full, "< server.key", problems)
+    if key is not None and lab is not None and lab.tls is not None and lab.tls.certificate is not None:
+        problems.extend(check_private_key(lab.tls.certificate, key))
+    return key
 
 
 def _check_proxmox_credentials(problems: list[str]) -> None:
@@ -142,6 +161,7 @@ def load_config(*, check_provider_credentials: bool = True) -> tuple[LabConfig, 
     password = _read_secret(f"{PROJECT}:{STATS_PASSWORD}", '"$(openssl rand -base64 24)"', problems)
     if password is not None:
         _check_stats_password(password, problems)
+    tls_key = _read_tls_key(raw, lab, problems)
     if check_provider_credentials:
         _check_proxmox_credentials(problems)
 
@@ -150,5 +170,6 @@ def load_config(*, check_provider_credentials: bool = True) -> tuple[LabConfig, 
     secrets = LabSecrets(
         ssh_private_key=pulumi.Output.secret(private_key),
         stats_password=pulumi.Output.secret(password),
+        tls_private_key=None if tls_key is None else pulumi.Output.secret(tls_key),
     )
     return lab, secrets

@@ -112,6 +112,17 @@ class Haproxy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Tls:
+    """HTTPS at the edge (`tls`): the port, whether plain HTTP redirects to it, and whose certificate."""
+
+    https_port: int
+    redirect_http: bool
+    certificate: str | None = None
+    """A PEM chain, server certificate first, with the secret `tlsPrivateKey` (bring your own); None: the
+    program generates a lab CA and a server certificate (components/tls.py)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class LabConfig:
     """The whole validated plan: one load balancer (or an active/standby pair behind a virtual IP) in front
     of one or more web servers."""
@@ -126,6 +137,8 @@ class LabConfig:
     web_servers: tuple[WebServer, ...]
     virtual_ip: ipaddress.IPv4Address | None = None
     """The address VRRP moves between the pair (`loadBalancer.virtualIp`); set exactly when there is a pair."""
+    tls: Tls | None = None
+    """HTTPS at the edge, or None (plain HTTP only, as before issue 18)."""
 
     @property
     def is_pair(self) -> bool:
@@ -136,6 +149,12 @@ class LabConfig:
     def site_ip(self) -> ipaddress.IPv4Address:
         """Where clients reach the site: the virtual IP of a pair, else the load balancer's address."""
         return self.load_balancers[0].ip if self.virtual_ip is None else self.virtual_ip
+
+    @property
+    def listen_ports(self) -> tuple[int, ...]:
+        """Every port HAProxy listens on from outside: the site's, the stats page's, and HTTPS's when on."""
+        https = () if self.tls is None else (self.tls.https_port,)
+        return (self.haproxy.frontend_port, self.haproxy.stats_port, *https)
 
     @property
     def hosts(self) -> tuple[Host, ...]:
@@ -155,3 +174,5 @@ class LabSecrets:
 
     ssh_private_key: pulumi.Output[str]
     stats_password: pulumi.Output[str]
+    tls_private_key: pulumi.Output[str] | None = None
+    """The key of a brought `tls.certificate` (`tlsPrivateKey`); None when the certificate is generated."""

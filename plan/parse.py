@@ -26,10 +26,11 @@ from plan.model import (
     WebServer,
 )
 from plan.pair import HA_KEYS, check_virtual_ip, parse_nodes, parse_pair
+from plan.tls import TLS_PRIVATE_KEY, parse_tls
 
 # Every top-level key of the `haproxy-lab:` namespace: the plan's objects, then the two secrets.
-PLAN_KEYS = ("network", "proxmox", "vm", "ssh", "haproxy", "loadBalancer", "webServers")
-SECRET_SETTINGS = ("sshPrivateKey", "statsPassword")
+PLAN_KEYS = ("network", "proxmox", "vm", "ssh", "haproxy", "loadBalancer", "webServers", "tls")
+SECRET_SETTINGS = ("sshPrivateKey", "statsPassword", TLS_PRIVATE_KEY)
 
 
 def _parse_network(
@@ -368,6 +369,7 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
     check_template_vm_id(r, proxmox, hosts)
     if virtual_ip is not None:
         check_virtual_ip(r, cidr, gateway, virtual_ip, hosts)
+    tls, tls_ok = parse_tls(r, raw.get("tls"), haproxy, hosts, virtual_ip)
 
     if (
         r.problems
@@ -379,6 +381,7 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
         or haproxy is None
         or load_balancer is None
         or not pair_ok
+        or not tls_ok
     ):
         # Every None above comes with a recorded problem; the fallback message is a safety net.
         raise ConfigError(r.problems or ["the configuration is incomplete"])
@@ -391,4 +394,5 @@ def parse_lab_config(raw: Mapping[str, Any], *, secret_keys: Collection[str] = (
         load_balancers=(load_balancer,) if standby is None else (load_balancer, standby),
         web_servers=tuple(web_servers),
         virtual_ip=virtual_ip,
+        tls=tls,
     )

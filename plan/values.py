@@ -252,3 +252,9 @@ def image_url(value: Any) -> str:
     if not IMAGE_FILE_NAME.fullmatch(PurePosixPath(parts.path).name):
         raise ValueError("does not end its path with a file name such as noble-server-cloudimg-amd64.img")
     return url
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"is {kind(value)}, not true or false")
+    return value

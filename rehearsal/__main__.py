@@ -20,10 +20,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 from plan.model import ConfigError
 from plan.stack_file import load_stack_file
-from rehearsal import checks, day2
+from rehearsal import checks, day2, tls
 from rehearsal.ha.drills import run_drills
 from rehearsal.ha.netns_pair import HaPair
 from rehearsal.local_lab import LocalLab, ServerSpec
@@ -79,9 +80,10 @@ def run_checks(
     drill_seconds: float,
     spare: ServerSpec | None,
     progress: Callable[[str], None],
+    https: bool = False,
 ) -> list[CheckResult]:
-    """The six checks and the two day-2 drills, in order, on a started lab; an unexpected error becomes a
-    FAIL row, not a crash."""
+    """The six checks and the two day-2 drills, then with `https` the TLS rows, in order, on a started lab; an
+    unexpected error becomes a FAIL row, not a crash."""
     n = len(local_lab.servers)
     steps: list[tuple[str, Callable[[], CheckResult]]] = [
         ("round-robin", lambda: checks.round_robin(local_lab, balance)),
@@ -96,6 +98,8 @@ def run_checks(
         ("rolling update", lambda: day2.rolling_update(local_lab)),
         ("server set", lambda: _needs(spare, lambda server: day2.server_set(local_lab, server))),
     ]
+    if https:
+        steps += tls_steps(local_lab, n, drill_seconds)
     results: list[CheckResult] = []
     for name, step in steps:
         progress(f"check: {name}")
@@ -105,6 +109,23 @@ def run_checks(
             results.append(CheckResult(name, False, f"error: {error}"))
         progress(f"  {results[-1].result}: {results[-1].figures}")
     return results
+
+
+def tls_steps(local_lab: LocalLab, n: int, drill_seconds: float) -> list[tuple[str, Callable[[], CheckResult]]]:
+    """The HTTPS rows (the plan's `tls` on): HTTPS and h2, stats over TLS only, a rotation and the drills under
+    HTTPS load."""
+
+    def drill(index: int, kind: Literal["crash", "hang"]) -> CheckResult:
+        result = checks.fault_drill(local_lab, index, kind, seconds=drill_seconds, https=True)
+        return result.check(f"{kind} drill https")
+
+    return [
+        ("https", lambda: tls.https_row(local_lab)),
+        ("stats over TLS", lambda: tls.stats_tls_row(local_lab)),
+        ("tls rotation", lambda: tls.rotation(local_lab, seconds=drill_seconds).check()),
+        ("crash drill https", lambda: drill(1 % n, "crash")),
+        ("hang drill https", lambda: drill(0, "hang")),
+    ]
 
 
 class Run:
@@ -123,7 +144,7 @@ class Run:
                 plan, workdir, progress, web_servers=args.web_servers, disposable_workdir=not args.keep_logs, **options
             )
         else:
-            setup = rehearsal_setup(plan, args.web_servers, **options)
+            setup = rehearsal_setup(plan, args.web_servers, tls_dir=workdir / "tls", **options)
             self.lab = LocalLab(setup.lb, setup.servers, workdir, progress, disposable_workdir=not args.keep_logs)
             self.spare = setup.spare
             progress(f"stack {args.stack}: {len(setup.servers)} web servers, logs in {workdir}")
@@ -131,9 +152,16 @@ class Run:
     def rows(self) -> list[CheckResult]:
         """The checks (loopback) or the drills (HA pair), run on the started lab."""
         if isinstance(self.lab, HaPair):
-            return [drill.check() for drill in run_drills(self.lab, self.args.drill_seconds, progress)]
+            # TLS on: one certificate on the virtual IP and on both load balancers, before any drill moves it.
+            rows = [tls.pair_row(self.lab.served_serials())] if self.lab.ca_file is not None else []
+            return rows + [drill.check() for drill in run_drills(self.lab, self.args.drill_seconds, progress)]
         return run_checks(
-            self.lab, balance=self.balance, drill_seconds=self.args.drill_seconds, spare=self.spare, progress=progress
+            self.lab,
+            balance=self.balance,
+            drill_seconds=self.args.drill_seconds,
+            spare=self.spare,
+            progress=progress,
+            https=self.lab.lb.https_port is not None,
         )
 
     def access(self) -> list[str]:
@@ -144,9 +172,11 @@ class Run:
                 f"site (from the client namespace {lab.net.hosts['client'].namespace}): http://{lab.vip}/",
                 f"credentials:   {lab.stats_user} / {lab.stats_password}",
             ]
+        https = lab.lb.https_port is not None
         return [
             f"load balancer: http://{lab.lb.host}:{lab.lb.port}/",
-            f"stats page:    http://{lab.lb.host}:{lab.lb.stats_port}/stats",
+            *([f"over HTTPS:    https://{lab.lb.host}:{lab.lb.https_port}/ (CA: {lab.lb.ca_file})"] if https else []),
+            f"stats page:    http{'s' if https else ''}://{lab.lb.host}:{lab.lb.stats_port}/stats",
             f"credentials:   {lab.lb.stats_user} / {lab.lb.stats_password}",
         ]
 

@@ -6,7 +6,6 @@ the drills' figures for both setups. Every wait here is bounded.
 
 from __future__ import annotations
 
-import http.client
 import signal
 import threading
 import time
@@ -15,11 +14,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rehearsal.balance import ORDERED_BALANCES, keeps_promise
-from rehearsal.load import LoadResult, run_load, sequential
+from rehearsal.load import LoadResult, connect, run_load, sequential
 from rehearsal.local_lab import LocalLab
 from rehearsal.progress import seconds
 from rehearsal.results import CheckResult
 from rehearsal.stats import basic_auth_header
+from rehearsal.tls import client_context
 
 STATE_TIMEOUT = 15.0
 
@@ -82,7 +82,8 @@ def round_robin(local_lab: LocalLab, balance: str = "roundrobin") -> CheckResult
 
 def _stats_listener_status(local_lab: LocalLab, path: str, *, with_credentials: bool) -> int:
     """The HTTP status the stats listener answers for `path`, with or without the stats credentials."""
-    conn = http.client.HTTPConnection(local_lab.lb.host, local_lab.lb.stats_port, timeout=5)
+    context = None if local_lab.lb.ca_file is None else client_context(local_lab.lb.ca_file)
+    conn = connect(local_lab.lb.host, local_lab.lb.stats_port, 5, None, context)
     try:
         headers = {}
         if with_credentials and local_lab.lb.stats_user and local_lab.lb.stats_password:
@@ -162,20 +163,28 @@ def fault_drill(
     concurrency: int = 16,
     fault_at: float = 2.0,
     down_timeout: float = STATE_TIMEOUT,
+    https: bool = False,
 ) -> DrillResult:
-    """Concurrent load for `seconds`; at `fault_at` the server's whole process group is SIGKILLed (crash) or
-    SIGSTOPped (hang). Then the killed server is restarted / the frozen one continued, and must come back UP."""
+    """Concurrent load for `seconds` (kept-alive HTTPS clients verifying the lab CA with `https`); at `fault_at` the
+    server's whole process group is SIGKILLed (crash) or SIGSTOPped (hang). Then the killed server is restarted /
+    the frozen one continued, and must come back UP."""
     server = local_lab.servers[index]
     box: list[LoadResult] = []
+    port, context = local_lab.lb.port, None
+    if https:
+        if local_lab.lb.https_port is None or local_lab.lb.ca_file is None:
+            raise RuntimeError("this lab does not serve HTTPS")
+        port, context = local_lab.lb.https_port, client_context(local_lab.lb.ca_file)
 
     def load() -> None:
         box.append(
             run_load(
                 local_lab.lb.host,
-                local_lab.lb.port,
+                port,
                 concurrency=concurrency,
                 seconds=seconds,
                 expected=local_lab.messages,
+                context=context,
             )
         )
 

@@ -19,6 +19,7 @@ from render.haproxy_cfg import Backend, render_haproxy_cfg
 from render.shipping import script_text
 
 VM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # the scripts find the system's python3, awk, sed as on a VM
+SCRIPT_TIMEOUT = 120  # seconds: a script still running then fails the drill
 
 
 def run_script(
@@ -33,7 +34,7 @@ def run_script(
         capture_output=True,
         text=True,
         env={"PATH": VM_PATH, **env},
-        timeout=120,
+        timeout=SCRIPT_TIMEOUT,
         check=False,
     )
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+
+from cryptography import x509
 
 FAIL_AFTER = 5.0  # seconds: an answer slower than this counts as failed
 
@@ -26,6 +29,8 @@ class Outcome:
     ok: bool
     body: str
     error: str
+    serial: str = ""
+    """Over HTTPS: the serial of the certificate this request's connection was shown (upper-case hex)."""
 
     @property
     def seconds(self) -> float:
@@ -75,9 +80,11 @@ def one_request(
 ) -> tuple[Outcome, bool]:
     """Send one GET on `conn`; the outcome, and whether the connection can be reused."""
     start = time.monotonic()
-    body = ""
+    body = serial = ""
     try:
         conn.request("GET", path)
+        if isinstance(conn.sock, ssl.SSLSocket):
+            serial = peer_serial(conn.sock)
         response = conn.getresponse()
         raw = response.read()  # raises IncompleteRead on a truncated body
         body = raw.decode("utf-8", errors="replace")
@@ -95,7 +102,21 @@ def one_request(
     end = time.monotonic()
     if not error and end - start > limit:
         error = "too slow"
-    return Outcome(start, end, not error, body, error), reusable
+    return Outcome(start, end, not error, body, error, serial), reusable
+
+
+def peer_serial(sock: ssl.SSLSocket) -> str:
+    """The serial of the certificate the server showed on `sock` (upper-case hex, as `show ssl cert` prints it)."""
+    return f"{x509.load_der_x509_certificate(sock.getpeercert(binary_form=True) or b'').serial_number:X}"
+
+
+def connect(
+    host: str, port: int, limit: float, address: tuple[str, int] | None, context: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
+    """A plain HTTP connection, or HTTPS verifying the server with `context`."""
+    if context is None:
+        return http.client.HTTPConnection(host, port, timeout=limit, source_address=address)
+    return http.client.HTTPSConnection(host, port, timeout=limit, source_address=address, context=context)
 
 
 def requests_on_one_connection(
@@ -107,18 +128,21 @@ def requests_on_one_connection(
     more: Callable[[], bool],
     outcomes: list[Outcome],
     source: str | None = None,
+    context: ssl.SSLContext | None = None,
+    fresh: bool = False,
 ) -> None:
     """GET `path` while `more()` says so, on one kept-alive connection (from `source` if given, e.g. another
-    loopback address), reconnecting after a failure."""
+    loopback address), reconnecting after a failure; over HTTPS with `context`; `fresh`: a new connection (a
+    full handshake) for every request."""
     conn: http.client.HTTPConnection | None = None
     address = None if source is None else (source, 0)
     try:
         while more():
             if conn is None:
-                conn = http.client.HTTPConnection(host, port, timeout=limit, source_address=address)
+                conn = connect(host, port, limit, address, context)
             outcome, reusable = one_request(conn, path, expected, limit)
             outcomes.append(outcome)
-            if not reusable:
+            if fresh or not reusable:
                 conn.close()
                 conn = None
     finally:
@@ -137,9 +161,11 @@ def run_load(
     path: str = "/",
     limit: float = FAIL_AFTER,
     stop: threading.Event | None = None,
+    context: ssl.SSLContext | None = None,
+    fresh: bool = False,
 ) -> LoadResult:
     """`concurrency` threads send GETs back to back for `seconds` (and at most `max_requests` in all), or
-    until `stop` is set."""
+    until `stop` is set; over HTTPS with `context` (`fresh`: a new handshake per request)."""
     if concurrency < 1 or seconds <= 0:
         raise ValueError("concurrency must be >= 1 and seconds > 0")
     tickets = itertools.count()
@@ -158,6 +184,8 @@ def run_load(
             limit,
             lambda: time.monotonic() < deadline and not (stop and stop.is_set()) and next(tickets) < max_requests,
             outcomes,
+            context=context,
+            fresh=fresh,
         )
 
     threads = [

@@ -61,6 +61,8 @@ class LbSpec:
     backend: str = BACKEND
     settings: HaproxySettings | None = None  # what cfg_text was rendered from: drills render variants of it
     admin_socket: str | None = None  # the `stats socket` file, in HAProxy's working directory (the workdir)
+    https_port: int | None = None  # TLS on: the frontend's HTTPS port (the stats port then speaks TLS only)
+    ca_file: Path | None = None  # TLS on: the lab CA clients verify the site and the stats page against
 
 
 class LocalLab:
@@ -81,7 +83,9 @@ class LocalLab:
         self.workdir = workdir
         self.progress = progress
         self.processes = ProcessGroups(workdir, disposable_workdir=disposable_workdir)
-        self.stats = StatsClient(lb.host, lb.stats_port, lb.stats_uri, lb.stats_user, lb.stats_password)
+        self.stats = StatsClient(
+            lb.host, lb.stats_port, lb.stats_uri, lb.stats_user, lb.stats_password, ca_file=lb.ca_file
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 

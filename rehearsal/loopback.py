@@ -17,7 +17,8 @@ from pathlib import Path
 from plan.app_contract import AppEnvironment, ServerEnvironment
 from plan.model import LabConfig
 from rehearsal.local_lab import LbSpec, ServerSpec, free_port
-from render.haproxy_cfg import Backend, HaproxySettings, health_host, render_haproxy_cfg
+from rehearsal.tls import write_material
+from render.haproxy_cfg import Backend, HaproxySettings, TlsBind, health_host, render_haproxy_cfg
 
 LB_HOST = "127.0.0.30"
 ADMIN_SOCKET = "admin.sock"  # relative: HAProxy runs in the lab's work directory
@@ -101,9 +102,11 @@ def rehearsal_setup(
     *,
     haproxy_bin: str | None = None,
     workers: int = 2,
+    tls_dir: Path | None = None,
 ) -> RehearsalSetup:
     """Render haproxy.cfg for loopback from the lab's template with a fresh random stats password, and an
-    admin socket in HAProxy's working directory (the drills drive HAProxy through it)."""
+    admin socket in HAProxy's working directory (the drills drive HAProxy through it). With the plan's `tls` and
+    a `tls_dir`, a lab CA and the site's certificate go there, and HAProxy serves HTTPS too."""
     binary = shutil.which(haproxy_bin or "haproxy")
     if binary is None:
         if haproxy_bin:
@@ -113,6 +116,11 @@ def rehearsal_setup(
     *servers, spare = [web_server(s, free_port(s.host), workers) for s in planned]
     port, stats_port = free_port(LB_HOST), free_port(LB_HOST)
     password = secrets.token_urlsafe(18)
+    tls, https_port, ca_file = None, None, None
+    if lab.tls is not None and tls_dir is not None:
+        ca_file, pem = write_material(tls_dir, [health_host(lab)], [LB_HOST])
+        https_port = free_port(LB_HOST)
+        tls = TlsBind(https_bind=f"{LB_HOST}:{https_port}", certificate=str(pem), redirect_http=lab.tls.redirect_http)
     settings = HaproxySettings(
         frontend_bind=f"{LB_HOST}:{port}",
         stats_bind=f"{LB_HOST}:{stats_port}",
@@ -126,6 +134,7 @@ def rehearsal_setup(
         packaged=False,
         log_target="stderr",
         stats_socket=f"unix@{ADMIN_SOCKET}",
+        tls=tls,
     )
     lb = LbSpec(
         cfg_text=render_haproxy_cfg(settings),
@@ -137,5 +146,7 @@ def rehearsal_setup(
         stats_password=password,
         settings=settings,
         admin_socket=ADMIN_SOCKET,
+        https_port=https_port,
+        ca_file=ca_file,
     )
     return RehearsalSetup(lb, servers, spare)

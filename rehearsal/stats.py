@@ -11,6 +11,8 @@ import base64
 import csv
 import http.client
 import io
+import ssl
+from pathlib import Path
 
 
 def basic_auth_header(user: str, password: str) -> str:
@@ -34,19 +36,32 @@ def parse_stats_csv(text: str, backend: str) -> dict[str, str]:
 
 
 class StatsClient:
-    """GET <uri>;csv with the credentials (when given), over one kept-alive connection, reconnecting once."""
+    """GET <uri>;csv with the credentials (when given), over one kept-alive connection, reconnecting once; over
+    TLS verified against `ca_file` when given (the stats port speaks TLS only when the lab's TLS is on)."""
 
     def __init__(
-        self, host: str, port: int, uri: str = "/stats", user: str | None = None, password: str | None = None
+        self,
+        host: str,
+        port: int,
+        uri: str = "/stats",
+        user: str | None = None,
+        password: str | None = None,
+        *,
+        ca_file: Path | None = None,
     ) -> None:
         self.host, self.port, self.uri = host, port, uri
+        self.context = None if ca_file is None else ssl.create_default_context(cafile=str(ca_file))
         self.headers = {} if user is None or password is None else {"Authorization": basic_auth_header(user, password)}
         self._conn: http.client.HTTPConnection | None = None
 
     def csv(self, timeout: float = 2.0) -> str:
         for attempt in range(2):
             if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+                self._conn = (
+                    http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+                    if self.context is None
+                    else http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.context)
+                )
             try:
                 self._conn.request("GET", f"{self.uri};csv", headers=self.headers)
                 response = self._conn.getresponse()

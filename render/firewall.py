@@ -35,9 +35,16 @@ def load_balancer_rules(lab: LabConfig, host: Host | None = None) -> tuple[Rule,
         Rule(proto="icmp", dport=None, source=str(lab.network.cidr), comment="ping from the lab network"),
     )
     peers = [other for other in lab.load_balancers if host is not None and other.key != host.key]
-    return rules + tuple(
+    vrrp = tuple(
         Rule(proto="vrrp", dport=None, source=f"{peer.ip}/32", comment=f"VRRP from {peer.name}") for peer in peers
     )
+    # Last, so that turning TLS on moves no existing rule.
+    https = (
+        ()
+        if lab.tls is None
+        else (Rule(proto="tcp", dport=lab.tls.https_port, source=str(lab.haproxy.client_cidr), comment="site (HTTPS)"),)
+    )
+    return rules + vrrp + https
 
 
 def web_server_rules(lab: LabConfig) -> tuple[Rule, ...]:

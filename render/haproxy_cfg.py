@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from plan.app_contract import HEALTH_PATH, SERVER_PORT
 from plan.model import LabConfig
+from plan.tls import HTTPS_PORT
 from render.keepalived import LIVENESS_PATH, liveness_port
 from render.shipping import render_config
 
@@ -26,6 +27,17 @@ MAX_CONN_PER_SOURCE = 256
 # rehearsal reads its rows.
 BACKEND = "web_servers"
 CONFIG_ID_VARIABLE = "HAPROXY_LAB_CONFIG_ID"
+# Where the load balancers keep the site's certificate, chain and key (root-only, 0600): apply-tls-cert.sh's argument.
+TLS_PEM_PATH = "/etc/haproxy/tls/site.pem"
+# Mozilla's "intermediate" profile (ssl-config.mozilla.org, guidelines 5.7) less its DHE suites: docs/haproxy-cfg.md.
+TLS_CIPHERS = ":".join(
+    f"ECDHE-{auth}-{cipher}"
+    for cipher in ("AES128-GCM-SHA256", "AES256-GCM-SHA384", "CHACHA20-POLY1305")
+    for auth in ("ECDSA", "RSA")
+)
+TLS_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+# HTTP/2 streams one connection may have in flight: with MAX_CONN_PER_SOURCE, what one address can hold.
+H2_MAX_STREAMS = 16
 _PENDING_ID = "0" * 16
 
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$")
@@ -35,6 +47,7 @@ _LOG_TARGET = re.compile(r"^(stderr|stdout|/[A-Za-z0-9._/-]+)$")
 # are limited to about 100 bytes, and its work directory may be deep).
 _SOCKET = re.compile(r"^(/[A-Za-z0-9._/-]+|unix@[A-Za-z0-9._-]+)$")
 _HOST_HEADER = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 _LIVENESS_BIND = re.compile(r"^127\.0\.0\.1:[0-9]{1,5}$")
 
 
@@ -62,6 +75,26 @@ class Backend:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TlsBind:
+    """HTTPS on the frontend (and TLS on the stats port): where, with which certificate file, redirect or not."""
+
+    https_bind: str
+    certificate: str
+    redirect_http: bool = False
+
+    @property
+    def https_port(self) -> int:
+        return int(self.https_bind.rsplit(":", 1)[1])
+
+    @property
+    def redirect(self) -> str:
+        """The redirect rule's target: the scheme alone on 443, else the host with the HTTPS port."""
+        if self.https_port == HTTPS_PORT:
+            return "scheme https"
+        return f"location https://%[req.hdr(host),field(1,:)]:{self.https_port}%[capture.req.uri]"
+
+
+@dataclass(frozen=True, kw_only=True)
 class HaproxySettings:
     """Everything the template needs, in HAProxy's terms (binds, addresses), independent of the stack model."""
 
@@ -79,6 +112,7 @@ class HaproxySettings:
     log_target: str = "stderr"
     stats_socket: str | None = None
     liveness_bind: str | None = None
+    tls: TlsBind | None = None
 
 
 def _check(settings: HaproxySettings) -> None:
@@ -105,6 +139,11 @@ def _check(settings: HaproxySettings) -> None:
         problems.append(f"log target {settings.log_target!r} is not stderr, stdout or an absolute path")
     if settings.liveness_bind is not None and not _LIVENESS_BIND.fullmatch(settings.liveness_bind):
         problems.append(f"liveness bind {settings.liveness_bind!r} is not '127.0.0.1:port'")
+    if settings.tls is not None:
+        if not _BIND.fullmatch(settings.tls.https_bind):
+            problems.append(f"https bind {settings.tls.https_bind!r} is not '*:port' or 'ipv4:port'")
+        if not _PATH.fullmatch(settings.tls.certificate):
+            problems.append(f"certificate path {settings.tls.certificate!r} is not an absolute path")
     if settings.stats_socket is not None and not _SOCKET.fullmatch(settings.stats_socket):
         problems.append(f"stats socket {settings.stats_socket!r} is not an absolute path or unix@<file name>")
     if problems:
@@ -135,6 +174,10 @@ def render_haproxy_cfg(settings: HaproxySettings) -> str:
         stats_auth=quote_haproxy_word(f"{settings.stats_user}:{settings.stats_password}"),
         config_id=_PENDING_ID,
         backend=BACKEND,
+        tls=settings.tls,
+        tls_ciphers=TLS_CIPHERS,
+        tls_ciphersuites=TLS_CIPHERSUITES,
+        h2_max_streams=H2_MAX_STREAMS,
     )
     return _with_config_id(text)
 
@@ -156,7 +199,7 @@ def liveness_bind(lab: LabConfig) -> str | None:
     """HAProxy's loopback liveness listener, for keepalived's track script: only in an HA pair."""
     if not lab.is_pair:
         return None
-    return f"127.0.0.1:{liveness_port(lab.haproxy.frontend_port, lab.haproxy.stats_port)}"
+    return f"127.0.0.1:{liveness_port(*lab.listen_ports)}"
 
 
 def lab_settings(lab: LabConfig, stats_password: str) -> HaproxySettings:
@@ -176,6 +219,11 @@ def lab_settings(lab: LabConfig, stats_password: str) -> HaproxySettings:
         admin_cidr=str(lab.ssh.admin_cidr),
         packaged=True,
         liveness_bind=liveness_bind(lab),
+        tls=None
+        if lab.tls is None
+        else TlsBind(
+            https_bind=f"*:{lab.tls.https_port}", certificate=TLS_PEM_PATH, redirect_http=lab.tls.redirect_http
+        ),
     )
 
 

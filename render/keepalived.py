@@ -120,9 +120,9 @@ def virtual_router_id(virtual_ip: ipaddress.IPv4Address) -> int:
     return int(virtual_ip) % 255 + 1
 
 
-def liveness_port(frontend_port: int, stats_port: int) -> int:
+def liveness_port(*used: int) -> int:
     """The loopback port of HAProxy's liveness listener: the first candidate the plan does not use."""
-    return next(port for port in LIVENESS_PORTS if port not in (frontend_port, stats_port))
+    return next(port for port in LIVENESS_PORTS if port not in used)
 
 
 def liveness_url(port: int) -> str:
@@ -135,7 +135,7 @@ def pair_settings(lab: LabConfig) -> dict[str, KeepalivedSettings]:
     if not lab.is_pair or lab.virtual_ip is None:
         return {}
     primary, standby = lab.load_balancers
-    url = liveness_url(liveness_port(lab.haproxy.frontend_port, lab.haproxy.stats_port))
+    url = liveness_url(liveness_port(*lab.listen_ports))
     vrid = virtual_router_id(lab.virtual_ip)
     pair: tuple[tuple[Host, Host, int], ...] = (
         (primary, standby, PRIMARY_PRIORITY),

@@ -122,13 +122,15 @@ def _default_providers(workspace: Workspace, resources: list[dict[str, Any]]) ->
     providers = []
     for urn in sorted({r["provider"].rsplit("::", 1)[0] for r in resources if r.get("provider")}):
         package = urn.split("::")[2].removeprefix("pulumi:providers:")
-        version, _, server = urn.rsplit("::", 1)[1].removeprefix("default_").partition("_")
+        # default_<version>[_<server>], or a bare `default` (pulumi-python's, for dynamic resources: no version).
+        version, _, server = urn.rsplit("::", 1)[1].removeprefix("default").removeprefix("_").partition("_")
         inputs: dict[str, Any] = {}
         for key, entry in config.items():
             if key.startswith(f"{package}:"):
                 name = key.split(":", 1)[1]
                 inputs[name] = _state_secret(entry["value"]) if entry.get("secret") else entry["value"]
-        inputs["version"] = version.replace("_", ".")
+        if version:
+            inputs["version"] = version.replace("_", ".")
         if server:
             inputs["pluginDownloadURL"] = server.replace("_/", "://", 1)
         providers.append(

@@ -6,13 +6,16 @@ repository; CI always has it, a developer machine may not (then those checks are
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-DEFAULT_HAPROXY3 = Path("/var/cache/haproxy-lab/haproxy-3.0/haproxy")
+from benchmark.tls_study import HAPROXY3
+
+DEFAULT_HAPROXY3 = HAPROXY3
 
 
 def haproxy26() -> str:
@@ -38,3 +41,19 @@ def haproxy30() -> str:
 def all_haproxies() -> list[tuple[str, str]]:
     """(label, path) for every HAProxy a rendered config must pass `haproxy -c` on."""
     return [("2.6", haproxy26()), ("3.0", haproxy30())]
+
+
+def checkable_cfg(cfg: str, directory: Path) -> Path:
+    """`cfg` written to `directory/haproxy.cfg` for `haproxy -c`: the VM's certificate path (TLS on) pointing at a
+    throw-away certificate there, since `haproxy -c` loads every `crt` it names."""
+    from render.certificates import haproxy_pem, issue_server, make_ca
+    from render.haproxy_cfg import TLS_PEM_PATH
+
+    if TLS_PEM_PATH in cfg:
+        now = datetime.datetime.now(datetime.UTC)
+        pem = directory / "site.pem"
+        pem.write_text(haproxy_pem(issue_server(make_ca(now), ["lab.test"], ["198.18.0.30"], now)), encoding="utf-8")
+        cfg = cfg.replace(TLS_PEM_PATH, str(pem))
+    path = directory / "haproxy.cfg"
+    path.write_text(cfg, encoding="utf-8")
+    return path

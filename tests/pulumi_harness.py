@@ -8,6 +8,7 @@ the engine would see them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import runpy
@@ -21,6 +22,9 @@ import pulumi
 import pulumi.runtime
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+
+from components.tls import issue_material
+from render.certificates import KEY_TYPE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "haproxy-lab"
@@ -42,6 +46,15 @@ IMAGE = "proxmoxve:download/file:File"
 COMMAND = "command:remote:Command"
 RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
 OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
+CERTIFICATE = "pulumi-python:dynamic/tls:LabCertificate"
+
+
+@functools.cache
+def mock_certificate_material(dns_names: tuple[str, ...], ip_addresses: tuple[str, ...]) -> dict[str, str]:
+    """What the certificate's dynamic provider would keep in state: one set per names for the whole test
+    session, so two runs of the program see the same certificate (as the real provider's diff says)."""
+    props = {"dns_names": list(dns_names), "ip_addresses": list(ip_addresses), "key_type": KEY_TYPE}
+    return dict(issue_material(props, None))
 
 
 @dataclass
@@ -62,6 +75,7 @@ class Registered:
     id: str = ""
     """The id the mocks gave it (tests/engine_state.py builds a deployed state from them)."""
     outputs: dict[str, Any] = field(default_factory=dict)
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -129,6 +143,8 @@ class _Mocks(pulumi.runtime.Mocks):
             resource_id = f"{args.name}-{sha256_of(args.inputs)[:8]}"
         if args.typ == IMAGE:
             resource_id = f"{state['datastoreId']}:import/{state['fileName']}"
+        if args.typ == CERTIFICATE:
+            state |= mock_certificate_material(tuple(state["dns_names"]), tuple(state["ip_addresses"]))
         if args.typ == SNIPPET:
             resource_id = f"{state['datastoreId']}:snippets/{state['sourceRaw']['fileName']}"
         return resource_id, state
@@ -164,6 +180,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     replace_on_changes=list(request.replaceOnChanges),
                     id=response.id,
                     outputs=rpc.deserialize_properties(response.object, keep_unknowns=True),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
                 )
             )
         return response

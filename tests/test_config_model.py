@@ -256,9 +256,10 @@ def test_a_misspelt_top_level_key_is_refused_with_the_closest_key() -> None:
         parse_lab_config(raw)
     assert caught.value.problems[:2] == (
         "haproxy-lab:hapoxy: is not a known setting (did you mean `haproxy`?); expected one of network, proxmox, "
-        "vm, ssh, haproxy, loadBalancer, webServers, sshPrivateKey, statsPassword",
+        "vm, ssh, haproxy, loadBalancer, webServers, tls, sshPrivateKey, statsPassword, tlsPrivateKey",
         "haproxy-lab:statsPasword: is not a known setting (did you mean `statsPassword`?); expected one of "
-        "network, proxmox, vm, ssh, haproxy, loadBalancer, webServers, sshPrivateKey, statsPassword",
+        "network, proxmox, vm, ssh, haproxy, loadBalancer, webServers, tls, sshPrivateKey, statsPassword, "
+        "tlsPrivateKey",
     )
 
 

@@ -166,7 +166,7 @@ def test_a_re_created_vm_is_provisioned_again_and_only_it(dev_run: Run) -> None:
 def test_each_step_re_runs_when_the_step_before_it_re_ran(dev_run: Run) -> None:
     """pulumi-command gives every new run a new id; each step's triggers hold the previous step's."""
     chains = {
-        "haproxy-sam": ["cloud-init", "install-haproxy", "apply-haproxy-cfg"],
+        "haproxy-sam": ["cloud-init", "install-haproxy", "apply-tls-cert", "apply-haproxy-cfg"],
         "web1-sam": ["cloud-init", "install-docker", "deploy-webapp", "ready"],
         "web2-sam": ["cloud-init", "install-docker", "deploy-webapp", "ready"],
     }

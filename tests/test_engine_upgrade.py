@@ -46,12 +46,17 @@ def test_a_stack_deployed_by_main_plans_only_the_stated_reruns(tmp_path: Path, p
     ops: dict[str, set[str]] = {}
     for step in steps:
         ops.setdefault(step["op"], set()).add(step["urn"].rsplit("::", 1)[1])
+    # Issue 18 turned TLS on in the dev stack: its certificate and the step installing it are new, nothing else.
+    assert ops.pop("create", set()) == {"haproxy-lab-certificate", "haproxy-lab-haproxy-sam-apply-tls-cert"}
     # A renamed or retyped resource would be a create plus a delete.
     assert set(ops) <= {"same", "replace", "update"}, {op: sorted(names) for op, names in ops.items() if op != "same"}
     state = main_state()
     commands = {resource["urn"].rsplit("::", 1)[1] for resource in state if resource["type"] == COMMAND}
     vms = {resource["urn"].rsplit("::", 1)[1] for resource in state if resource["type"] == VM}
-    assert ops.get("replace", set()) | ops.get("update", set()) == commands | vms
+    # ... and the load balancer's firewall gains the HTTPS rule (updated in place, last in its list).
+    firewall = "haproxy-lab-haproxy-sam-machine-firewall-rules"
+    assert ops.get("replace", set()) | ops.get("update", set()) == commands | vms | {firewall}
+    assert firewall in ops["update"]
     # The VMs only lose the host's CD drive (docs/e2e.md, "The CD-ROM"): in place, nothing else.
     for step in steps:
         if step["op"] == "update" and step["urn"].rsplit("::", 1)[1] in vms:

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plan.model import LabConfig
+from plan.parse import parse_lab_config
 from plan.values import BALANCE_ALGORITHMS
 from rehearsal.local_lab import free_port
 from rehearsal.stats import basic_auth_header
@@ -29,9 +30,9 @@ from render.haproxy_cfg import (
     render_lab_haproxy_cfg,
 )
 from render.shipping import CONFIG_TRAILER
-from tests.haproxy_binaries import all_haproxies, haproxy26
+from tests.haproxy_binaries import all_haproxies, checkable_cfg, haproxy26
 from tests.http_probe import get_when_listening
-from tests.plans import lab_with_servers
+from tests.plans import dev_raw, ha_raw, lab_with_servers
 
 PASSWORD = "s3cret-Pass"
 StartHaproxy = Callable[[str, str], int]  # (binary, password) -> stats port
@@ -76,8 +77,7 @@ def loopback_settings(password: str = PASSWORD, **changes: object) -> HaproxySet
 
 
 def haproxy_check(binary: str, cfg: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(cfg, encoding="utf-8")
+    path = checkable_cfg(cfg, tmp_path)
     return subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30, check=False)
 
 
@@ -94,7 +94,11 @@ def test_dev_stack_renders_the_vm_config(dev: LabConfig) -> None:
     cfg = render_lab_haproxy_cfg(dev, PASSWORD)
     lines = [line.strip() for line in cfg.splitlines()]
     assert "bind *:80" in lines
-    assert "bind *:8404" in lines
+    assert "bind *:443 ssl crt /etc/haproxy/tls/site.pem alpn h2,http/1.1" in lines
+    assert "bind *:8404 ssl crt /etc/haproxy/tls/site.pem alpn h2,http/1.1" in lines
+    plain = [line.strip() for line in render_lab_haproxy_cfg(dataclasses.replace(dev, tls=None), PASSWORD).splitlines()]
+    assert "bind *:8404" in plain
+    assert not [line for line in plain if "ssl" in line or ":443" in line]
     assert "server WEB1-SAM 10.0.0.31:80" in lines
     assert "server WEB2-SAM 10.0.0.32:80" in lines
     assert "balance roundrobin" in lines
@@ -300,3 +304,19 @@ def test_config_id_names_the_whole_content(dev: LabConfig) -> None:
     assert config_id(render_haproxy_cfg(rehearsal)) != config_id(
         render_haproxy_cfg(dataclasses.replace(rehearsal, balance="leastconn"))
     )
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [None, {}, {"redirectHttp": True}, {"redirectHttp": True, "httpsPort": 8443}],
+    ids=["tls-off", "tls-on", "redirect-443", "redirect-8443"],
+)
+def test_every_tls_variant_of_both_stacks_passes_haproxy_check(tls: dict[str, object] | None, tmp_path: Path) -> None:
+    for raw in (dev_raw(), ha_raw()):
+        raw.pop("tls")
+        if tls is not None:
+            raw["tls"] = tls
+        cfg = render_lab_haproxy_cfg(parse_lab_config(raw), PASSWORD)
+        assert ("ssl crt" in cfg) == (tls is not None)
+        assert ("redirect" in cfg) == bool(tls and tls.get("redirectHttp"))
+        assert_valid_everywhere(cfg, tmp_path)

@@ -40,7 +40,7 @@ from render.keepalived import (
     virtual_router_id,
 )
 from render.shipping import CONFIG_TRAILER, script_text
-from tests.haproxy_binaries import all_haproxies
+from tests.haproxy_binaries import all_haproxies, checkable_cfg
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -200,8 +200,7 @@ def test_haproxy_of_a_pair_passes_haproxy_c_and_adds_the_loopback_liveness_liste
     assert "bind 127.0.0.1:8405\n    monitor-uri /haproxy-alive" in ha_cfg
     assert "bind *:80" in ha_cfg, "every address: the VIP is served the moment keepalived adds it"
     assert "liveness" not in render_lab_haproxy_cfg(load_stack_file("dev"), "a-long-stats-password")
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(ha_cfg)
+    path = checkable_cfg(ha_cfg, tmp_path)
     for label, binary in all_haproxies():
         result = subprocess.run([binary, "-c", "-f", str(path)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"HAProxy {label}: {result.stdout}{result.stderr}"

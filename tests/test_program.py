@@ -100,8 +100,9 @@ def test_a_template_vm_id_clones_instead_of_downloading() -> None:
 
 def test_every_remote_command_targets_its_own_vm_with_the_key_as_a_secret(dev_run: Run) -> None:
     commands = dev_run.of_type(COMMAND)
-    # per VM: cloud-init wait, install, then apply/deploy; per web server: drain and ready on the LB
-    assert len(commands) == 3 + 3 + 3 + 2 * 2
+    # per VM: cloud-init wait, install, then apply/deploy (the LB: its certificate too, TLS being on);
+    # per web server: drain and ready on the LB
+    assert len(commands) == 4 + 3 + 3 + 2 * 2
     for cmd in commands:
         # A secret anywhere in an object makes the whole object secret on the wire: the key cannot leak.
         assert is_secret(cmd.inputs["connection"]), f"{cmd.name}: the connection carries the SSH private key"
@@ -127,8 +128,11 @@ def test_remote_commands_wait_for_what_they_must_follow(dev_run: Run) -> None:
         assert depends_on(dev_run, steps["cloud-init"], f"{component}-machine-firewall-rules")
         install = "install-haproxy" if host == "haproxy-sam" else "install-docker"
         assert depends_on(dev_run, steps[install], f"{component}-cloud-init")
-        last = "apply-haproxy-cfg" if host == "haproxy-sam" else "deploy-webapp"
+        # The load balancer installs its certificate before the haproxy.cfg whose `crt` names it.
+        last = "apply-tls-cert" if host == "haproxy-sam" else "deploy-webapp"
         assert depends_on(dev_run, steps[last], f"{component}-{install}")
+    lb_steps = commands_of(dev_run, "haproxy-lab-haproxy-sam")
+    assert depends_on(dev_run, lb_steps["apply-haproxy-cfg"], "haproxy-lab-haproxy-sam-apply-tls-cert")
     # Rolling updates: web2 is drained only once web1 is ready again, and deployed only once drained.
     web2 = commands_of(dev_run, "haproxy-lab-web2-sam")
     assert depends_on(dev_run, web2["drain"], "haproxy-lab-web1-sam-ready")
@@ -161,9 +165,11 @@ def test_web_server_deploy_ships_its_own_message(dev_run: Run) -> None:
 
 
 def test_stack_outputs(dev_run: Run) -> None:
+    ca = dev_run.exports.pop("caCertificate")
+    assert ca.startswith("-----BEGIN CERTIFICATE-----"), "the generated lab CA, for clients to trust"
     assert dev_run.exports == {
-        "lbUrl": "http://10.0.0.30/",
-        "statsUrl": "http://10.0.0.30:8404/stats",
+        "lbUrl": "https://10.0.0.30/",
+        "statsUrl": "https://10.0.0.30:8404/stats",
         "webServers": {"WEB1-SAM": "10.0.0.31", "WEB2-SAM": "10.0.0.32"},
         "statsUser": "admin",
         "statsPassword": {"secret": TEST_STATS_PASSWORD},

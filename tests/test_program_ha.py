@@ -51,6 +51,7 @@ def test_each_load_balancer_gets_haproxy_then_keepalived(ha_run: Run) -> None:
         assert set(steps) == {
             "cloud-init",
             "install-haproxy",
+            "apply-tls-cert",
             "apply-haproxy-cfg",
             "install-keepalived",
             "apply-keepalived-conf",
@@ -99,8 +100,8 @@ def test_firewall_admits_vrrp_between_the_two_load_balancers_only(ha_run: Run) -
 
 
 def test_outputs_use_the_virtual_ip(ha_run: Run) -> None:
-    assert ha_run.exports["lbUrl"] == "http://10.0.0.30/"
-    assert ha_run.exports["statsUrl"] == "http://10.0.0.30:8404/stats"
+    assert ha_run.exports["lbUrl"] == "https://10.0.0.30/"
+    assert ha_run.exports["statsUrl"] == "https://10.0.0.30:8404/stats"
     assert ha_run.exports["loadBalancers"] == {"HAPROXY1-SAM": "10.0.0.33", "HAPROXY2-SAM": "10.0.0.34"}
     assert ha_run.exports["webServers"] == {"WEB1-SAM": "10.0.0.31", "WEB2-SAM": "10.0.0.32"}
 
@@ -194,9 +195,9 @@ def test_bad_pairs_are_refused_before_any_resource(plan: dict[str, Any], message
 def test_every_resource_is_parented_and_uniquely_named(ha_run: Run) -> None:
     assert_parented_and_uniquely_named(ha_run)
     assert len(ha_run.of_type(SNIPPET)) == 4
-    # Per load balancer: cloud-init, 2 installs, 2 applies; per web server: cloud-init, install, deploy,
-    # and drain + ready on each load balancer.
-    assert len(ha_run.of_type(COMMAND)) == 2 * 5 + 2 * (3 + 2 * 2)
+    # Per load balancer: cloud-init, 2 installs, 3 applies (certificate, haproxy.cfg, keepalived.conf); per web
+    # server: cloud-init, install, deploy, and drain + ready on each load balancer.
+    assert len(ha_run.of_type(COMMAND)) == 2 * 6 + 2 * (3 + 2 * 2)
 
 
 def test_rollouts_drain_and_ready_each_server_on_both_load_balancers(ha_run: Run) -> None:

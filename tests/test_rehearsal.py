@@ -275,3 +275,14 @@ def test_cli_runs_the_six_checks_then_the_day2_drills() -> None:
         "server set",
     ]
     assert not any(row.passed for row in rows)
+    with_tls = run_checks(
+        cast(LocalLab, _NoLab()), balance="roundrobin", drill_seconds=4, spare=None, progress=lambda _: None, https=True
+    )
+    assert [row.name for row in with_tls[8:]] == [
+        "https",
+        "stats over TLS",
+        "tls rotation",
+        "crash drill https",
+        "hang drill https",
+    ]
+    assert not any(row.passed for row in with_tls)

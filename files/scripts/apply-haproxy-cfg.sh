@@ -42,6 +42,7 @@ trap 'exit 1' HUP INT TERM
 
 # Mode 0640, group haproxy when that group exists (the packaged service reads the
 # file as root; the group is for operators' tools), never world-readable.
+# shellcheck disable=SC2329 # called by name: stage_checked, swap_in
 protect() {
     chmod 0640 "$1"
     if getent group "$GROUP" >/dev/null 2>&1; then
@@ -123,13 +124,7 @@ EOF
     done
 }
 
-clear_leftovers "$CFG"
-staged=$(stage_config "$CFG")
-protect "$staged"
-if ! has_trailer "$staged"; then
-    echo "refused: the configuration does not end with the line '$CONFIG_TRAILER' (truncated upload?); $CFG untouched" >&2
-    exit 1
-fi
+stage_checked "$CFG" protect "the configuration"
 
 # HAProxy's own messages go to stderr; they name lines and keywords, not the file's content.
 check_rc=0

@@ -18,6 +18,7 @@ import ipaddress
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -25,15 +26,18 @@ from typing import TypeVar
 
 from plan.app_contract import SERVER_PORT, AppEnvironment
 from plan.model import Host, LabConfig
+from plan.tls import certificate_names
 from rehearsal.ha.addresses import CLIENT_NUMBER, FIRST_WEB_NUMBER, LB_NUMBERS, VIP_NUMBER, ha_plan
 from rehearsal.ha.arp import who_has
 from rehearsal.ha.netns import INTERFACE, TestNetwork, run_in_namespace
 from rehearsal.ha.watch import StateWatch, VipWatch
+from rehearsal.load import peer_serial
 from rehearsal.local_lab import quiet
 from rehearsal.loopback import PlannedServer, web_server
 from rehearsal.poll import poll_until
 from rehearsal.processes import ProcessGroups
 from rehearsal.stats import StatsClient
+from rehearsal.tls import client_context, write_material
 from render.haproxy_cfg import BACKEND, lab_settings, render_haproxy_cfg
 from render.keepalived import CHECK_SCRIPT_FILE, KeepalivedSettings, pair_settings, render_keepalived_conf
 from render.shipping import script_text
@@ -90,6 +94,12 @@ class HaPair:
         settings = dataclasses.replace(
             lab_settings(self.plan, self.stats_password), packaged=False, log_target="stderr"
         )
+        # TLS on: one certificate for both, as the program's one LabCertificate (names: VIP, each LB, their FQDNs).
+        self.ca_file: Path | None = None
+        if settings.tls is not None:
+            dns, ips = certificate_names(self.plan)
+            self.ca_file, pem = write_material(workdir / "tls", list(dns), list(ips))
+            settings = dataclasses.replace(settings, tls=dataclasses.replace(settings.tls, certificate=str(pem)))
         self.haproxy_cfg = render_haproxy_cfg(settings)
         pair = pair_settings(self.plan)
         self.keepalived: dict[str, KeepalivedSettings] = {
@@ -279,11 +289,28 @@ class HaPair:
     def server_states(self, key: str) -> dict[str, str]:
         """The web servers' status on one load balancer's own stats page (asked on its own address)."""
         ip, port = str(self.lb_hosts[key].ip), self.plan.haproxy.stats_port
-        stats = StatsClient(ip, port, "/stats", self.stats_user, self.stats_password)
+        stats = StatsClient(ip, port, "/stats", self.stats_user, self.stats_password, ca_file=self.ca_file)
         try:
             return self.in_client(lambda: stats.states(BACKEND))
         finally:
             stats.close()
+
+    def served_serials(self) -> dict[str, str]:
+        """Address -> the serial of the certificate HTTPS shows there (verified against the lab CA), asked from the
+        client: the virtual IP, then each load balancer's own address."""
+        if self.ca_file is None or self.plan.tls is None:
+            raise RuntimeError("this pair does not serve HTTPS")
+        ca_file, port = self.ca_file, self.plan.tls.https_port
+
+        def serial(ip: str) -> str:
+            with (
+                socket.create_connection((ip, port), timeout=5) as raw,
+                client_context(ca_file).wrap_socket(raw, server_hostname=ip) as tls,
+            ):
+                return peer_serial(tls)
+
+        addresses = [str(self.vip), *(str(host.ip) for host in self.lb_hosts.values())]
+        return {ip: self.in_client(lambda ip=ip: serial(ip)) for ip in addresses}  # type: ignore[misc]
 
     def wait_web(self, index: int, timeout: float) -> None:
         server = self.plan.web_servers[index]

@@ -50,6 +50,19 @@ has_trailer() {
     [ "$(tail -n 1 "$1")" = "$CONFIG_TRAILER" ] && [ -z "$(tail -c 1 "$1")" ]
 }
 
+# stage_checked LIVE FIX_MODE WHAT: remove leftovers beside LIVE, stage stdin there (path in $staged), give it
+# its mode with the FIX_MODE function, and exit 1 naming WHAT when it lacks the trailer (a truncated upload).
+# shellcheck disable=SC2329 # apply-keepalived-conf.sh stages two files its own way
+stage_checked() {
+    clear_leftovers "$1"
+    staged=$(stage_config "$1")
+    "$2" "$staged"
+    if ! has_trailer "$staged"; then
+        echo "refused: $3 does not end with the line '$CONFIG_TRAILER' (truncated upload?); $1 untouched" >&2
+        exit 1
+    fi
+}
+
 # swap_in STAGED LIVE [FIX_MODE]: keep LIVE as LIVE.previous (and a private copy to put back, both passed to
 # the FIX_MODE function when given), mark the reload pending, then move STAGED into place.
 swap_in() {

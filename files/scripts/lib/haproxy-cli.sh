@@ -6,7 +6,8 @@
 # and nc variants differ on the half-close the master CLI waits for before it answers.
 
 # haproxy_cli SOCKET COMMAND: print HAProxy's answer; non-zero when the socket does not answer
-# (missing, refused while the master re-executes, or silent for 5 s).
+# (missing, refused while the master re-executes, or silent for 5 s). COMMAND "-" reads the command (and a
+# payload, which may hold a key: never on a command line) from stdin.
 haproxy_cli() {
     python3 -c '
 import socket, sys
@@ -14,7 +15,8 @@ sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.settimeout(5)
 try:
     sock.connect(sys.argv[1])
-    sock.sendall(sys.argv[2].encode() + b"\n")
+    command = sys.stdin.buffer.read() if sys.argv[2] == "-" else sys.argv[2].encode() + b"\n"
+    sock.sendall(command)
     sock.shutdown(socket.SHUT_WR)
     chunks = []
     while True:
