@@ -14,14 +14,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rehearsal.watchdog import kill_sessions
 
 REPO = Path(__file__).resolve().parent.parent
 VERSIONS_FILE = REPO / "tools" / "pulumi-engine" / "versions.env"
@@ -108,17 +109,10 @@ def find_engine() -> Engine | None:
 
 
 def kill_session(session: int) -> None:
-    """SIGKILL every process of a session (/proc/<pid>/stat: the session id follows ") state ppid pgrp")."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == session:
-                os.kill(int(stat.parent.name), signal.SIGKILL)
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
+    """SIGKILL every process of a session (the CLI, its plugins and the program, each in its own group)."""
+    kill_sessions({session})
 
 
-@dataclass
 class EngineError(RuntimeError):
     """A pulumi command that failed or did not end in time (the message carries the end of its output)."""
 
@@ -157,6 +151,8 @@ class Workspace:
         self.project = root / "project"
         self.state = root / "state"
         self.prefix = prefix
+        # Told each pulumi command's session id as it starts (./tools/e2e tells its kill -9 guard).
+        self.on_session: Callable[[int], None] = lambda _session: None
         self.state.mkdir(parents=True)
         (root / "user-home").mkdir()
         shutil.copytree(
@@ -202,6 +198,7 @@ class Workspace:
             text=True,
             start_new_session=True,
         ) as proc:
+            self.on_session(proc.pid)
             try:
                 stdout, stderr = proc.communicate(stdin, timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -209,6 +206,9 @@ class Workspace:
                 stdout, stderr = proc.communicate()
                 message = f"pulumi {' '.join(args)} did not end in {timeout} s:\n{(stdout + stderr)[-6000:]}"
                 raise EngineError(message) from None
+            except BaseException:  # Ctrl-C, SIGTERM: the CLI and its plugins go too
+                kill_session(proc.pid)
+                raise
         result = Result(proc.returncode, stdout, stderr)
         if check and proc.returncode != 0:
             raise EngineError(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{result.output[-6000:]}")
