@@ -1,10 +1,11 @@
 """`./tools/e2e` (python -m e2e): the whole life of a stack on this machine, a table of checks and figures,
 one JSON line at the end. Root only (guests are systemd-nspawn containers on a bridge of ours).
 
-    ./tools/e2e [--stack FILE] [--keep] [--keep-logs] [--json] [--no-day2]
+    ./tools/e2e [--stack FILE | --shape ha] [--keep] [--keep-logs] [--json] [--no-day2]
 
 --stack FILE: a Pulumi.<stack>.yaml whose every address is in 198.18.0.0/15 (else refused before anything
-starts); default: the dev stack's shape moved onto 198.18.50.0/24 (Pulumi.e2e.yaml in the run's workspace).
+starts); default: the dev stack's shape (--shape ha: Pulumi.ha.yaml's) moved onto 198.18.50.0/24, written as
+Pulumi.e2e.yaml in the run's workspace.
 --keep: after the flow (before destroy), print how to reach the lab and wait for Ctrl-C; then destroy.
 --keep-logs: keep the run's directory (engine workspace, fake's sshd log, guests' consoles, proxy log).
 --json: stdout is the JSON line alone (progress and the table go to stderr).
@@ -38,12 +39,13 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the lab running until Ctrl-C, then destroy")
     parser.add_argument("--keep-logs", action="store_true", help="keep the run's directory")
     parser.add_argument("--json", action="store_true", help="stdout: the JSON line alone")
+    parser.add_argument("--shape", choices=("dev", "ha"), default="dev", help="the default stack's shape")
     parser.add_argument("--no-day2", action="store_true", help="up, the report's tests, no drift, destroy")
     return parser.parse_args(argv)
 
 
 def _plan(args: argparse.Namespace) -> dict[str, Any]:
-    plan = load_plan(args.stack) if args.stack else repository_plan("dev", E2E_CIDR)
+    plan = load_plan(args.stack) if args.stack else repository_plan(args.shape, E2E_CIDR)
     try:
         parse_lab_config({key.split(":", 1)[1]: value for key, value in plan.items()})
     except ConfigError as error:

@@ -12,6 +12,7 @@ import re
 import time
 
 from e2e.day2 import day2, up
+from e2e.ha import ha_failover
 from e2e.lab import STACK, Lab
 from e2e.report_tests import report_tests
 from e2e.stack import hosts
@@ -114,6 +115,8 @@ def run_flow(lab: Lab, *, with_day2: bool = True, destroy: bool = True) -> list[
     if rows[0].passed:
         guest_figures(lab)
         rows += report_tests(lab)
+        if lab.config.is_pair:
+            rows.append(ha_failover(lab))
         rows += no_drift(lab)
         if with_day2:
             rows += day2(lab)
