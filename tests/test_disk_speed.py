@@ -23,7 +23,7 @@ from tests.pulumi_harness import VM
 pytestmark = pytest.mark.timeout(600)
 
 VM_PY = Path("components") / "vm.py"
-FIX = "ignore_changes=[DISK_SPEED]"
+FIX = "ignore_changes=[DISK_SPEED],"
 
 
 def with_ignored(run: LabRun, paths: str | None) -> None:
@@ -32,7 +32,7 @@ def with_ignored(run: LabRun, paths: str | None) -> None:
     vm_py = run.workspace.project / VM_PY
     text = vm_py.read_text()
     assert FIX in text, f"{VM_PY} no longer declares {FIX} as this test expects"
-    vm_py.write_text(text.replace(FIX, "" if paths is None else f"ignore_changes={paths}"))
+    vm_py.write_text(text.replace(FIX, "" if paths is None else f"ignore_changes={paths},"))
 
 
 def refreshed_preview(run: LabRun, targets: list[str]) -> tuple[int, str]:
