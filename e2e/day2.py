@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from e2e.lab import STACK, Lab, new_key
+from e2e.lab import STACK, Lab, announce, new_key
 from e2e.report_tests import APP_CONTAINER, messages, states, urls
 from e2e.stack import addresses
 from rehearsal.results import CheckResult
@@ -45,12 +45,12 @@ def change(
         counts = load.stop()
     lab.figures[f"{name} s"] = round(took, 1)
     if not passed:
-        return CheckResult(name, False, f"pulumi up failed after {took:.0f} s: {output}")
+        return announce(CheckResult(name, False, f"pulumi up failed after {took:.0f} s: {output}"))
     verdict, seen = judge()
     failed = counts["failed"]
     load_text = f"{counts['total']} req, failed {failed}" + (f" {counts['errors']}" if failed else "")
     ok = verdict and (failed == 0 or not no_failures)
-    return CheckResult(name, ok, f"up {took:.0f} s; load {load_text}; {seen}")
+    return announce(CheckResult(name, ok, f"up {took:.0f} s; load {load_text}; {seen}"))
 
 
 def _answers(lab: Lab) -> list[str]:

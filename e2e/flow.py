@@ -13,12 +13,22 @@ import time
 
 from e2e.day2 import day2, up
 from e2e.ha import ha_failover
-from e2e.lab import STACK, Lab
+from e2e.lab import STACK, Lab, announce
 from e2e.report_tests import report_tests
 from e2e.stack import hosts
 from rehearsal.results import CheckResult
 
-_STARTUP = re.compile(r"Startup finished in .*= ([0-9.]+)(ms|s)\b")
+_DURATION = re.compile(r"([0-9.]+)(min|ms|s)\b")
+_UNITS = {"min": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def startup_seconds(text: str) -> float | None:
+    """systemd-analyze's "Startup finished in 1.2s (kernel) + ... = 3.4s" (the total after "="), or, in a
+    container, "Startup finished in 2.345s (userspace)"."""
+    line = next((line for line in text.splitlines() if line.startswith("Startup finished in")), "")
+    total = line.rsplit("=", 1)[1] if "=" in line else line.removeprefix("Startup finished in").split("(")[0]
+    found = _DURATION.findall(total)
+    return sum(float(number) * _UNITS[unit] for number, unit in found) if found else None
 
 
 def vm_ids(lab: Lab) -> list[int]:
@@ -54,9 +64,9 @@ def guest_figures(lab: Lab) -> None:
     """Boot time (systemd's own "Startup finished") and memory (PSS) of every guest, the machine's load."""
     boots, memory = [], []
     for guest in lab.machines.guests.values():
-        found = _STARTUP.search(guest.run(["systemd-analyze"], timeout_s=30).stdout)
-        if found:
-            boots.append(float(found.group(1)) / (1000 if found.group(2) == "ms" else 1))
+        boot = startup_seconds(guest.run(["systemd-analyze"], timeout_s=30).stdout)
+        if boot is not None:
+            boots.append(boot)
         memory.append(guest.memory_pss_bytes() / 2**20)
     if boots:
         lab.figures["guest boot s (min-max)"] = f"{min(boots):.1f}-{max(boots):.1f}"
@@ -111,15 +121,15 @@ def destroy_row(lab: Lab) -> CheckResult:
 
 
 def run_flow(lab: Lab, *, with_day2: bool = True, destroy: bool = True) -> list[CheckResult]:
-    rows = [up_row(lab)]
+    rows = [announce(up_row(lab))]
     if rows[0].passed:
         guest_figures(lab)
-        rows += report_tests(lab)
+        rows += [announce(row) for row in report_tests(lab)]
         if lab.config.is_pair:
-            rows.append(ha_failover(lab))
-        rows += no_drift(lab)
+            rows.append(announce(ha_failover(lab)))
+        rows += [announce(row) for row in no_drift(lab)]
         if with_day2:
             rows += day2(lab)
     if destroy:
-        rows.append(destroy_row(lab))
+        rows.append(announce(destroy_row(lab)))
     return rows

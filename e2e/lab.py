@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from e2e.stack import client_address, gateway
 from e2e.traffic import Client
 from plan.model import LabConfig
 from plan.parse import parse_lab_config
+from rehearsal.results import CheckResult
 from rehearsal.watchdog import Watchdog
 
 STACK = "e2e"
@@ -44,6 +46,12 @@ TIME_SCALE = 0.001
 class KeyPair:
     private: Path
     public: str
+
+
+def announce(row: CheckResult) -> CheckResult:
+    """A row as it is decided, on stderr (the table and the JSON line come at the end)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {row.name}: {row.result} {row.figures[:300]}", file=sys.stderr, flush=True)
+    return row
 
 
 def new_key(directory: Path, name: str) -> KeyPair:
