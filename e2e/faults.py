@@ -27,7 +27,13 @@ EDITS: dict[str, list[tuple[str, str, str]]] = {
         ("files/haproxy.cfg.j2", "    stats auth {{ stats_auth }}\n", ""),
     ],
     "balance-first": [("files/haproxy.cfg.j2", "    balance {{ balance }}\n", "    balance first\n")],
-    "no-health-checks": [("files/haproxy.cfg.j2", "    default-server check ", "    default-server ")],
+    "checks-never-down": [
+        (
+            "files/haproxy.cfg.j2",
+            " fall 2 rise 2 observe layer7 error-limit 3 on-error sudden-death ",
+            " fall 100000 rise 2 ",
+        )
+    ],
     "no-disk-speed-fix": [("components/vm.py", "ignore_changes=[DISK_SPEED],", "")],
     "drain-skipped": [("components/web_server.py", '("drain", server.name)', '("ready", server.name)')],
     "vm-ignores-vmid-and-user-data": [
