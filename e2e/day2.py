@@ -23,10 +23,17 @@ MESSAGE_SUFFIX = " (day 2)"
 
 
 def up(lab: Lab) -> tuple[bool, str, float]:
-    """`pulumi up` of the stack: passed, the end of its output, seconds."""
+    """`pulumi up` of the stack: passed, its error lines (or the end of its output), seconds."""
     started = time.monotonic()
     result = lab.workspace.pulumi("up", "--yes", "--skip-preview", "--stack", STACK, check=False, timeout=UP_TIMEOUT_S)
-    return result.returncode == 0, result.output[-1500:], time.monotonic() - started
+    return result.returncode == 0, errors(result.output), time.monotonic() - started
+
+
+def errors(output: str) -> str:
+    """What a failed pulumi command said went wrong: its `error:` lines and their messages' last lines, short."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    picked = [line[-300:] for line in lines if "error" in line.lower() or "timeout" in line.lower()]
+    return " | ".join(dict.fromkeys(picked))[-900:] or output[-600:]
 
 
 def _vms(lab: Lab) -> dict[int, dict[str, str]]:

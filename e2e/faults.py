@@ -35,7 +35,13 @@ EDITS: dict[str, list[tuple[str, str, str]]] = {
         )
     ],
     "no-disk-speed-fix": [("components/vm.py", "ignore_changes=[DISK_SPEED],", "")],
-    "drain-skipped": [("components/web_server.py", '("drain", server.name)', '("ready", server.name)')],
+    "drain-skipped": [
+        (
+            "files/scripts/haproxy-server-state.sh",
+            "case $action in drain | ready) ;; *) usage ;; esac\n",
+            'case $action in drain | ready) ;; *) usage ;; esac\nif [ "$action" = drain ]; then exit 0; fi\n',
+        )
+    ],
     "vm-ignores-vmid-and-user-data": [
         (
             "components/vm.py",
