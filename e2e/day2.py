@@ -9,6 +9,7 @@ provisioned).
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,16 +41,44 @@ def _vms(lab: Lab) -> dict[int, dict[str, str]]:
     return {vmid: dict(config) for vmid, config in lab.pve.state().vms.items()}
 
 
+class StateWatch:
+    """Every status each server showed on the stats page during a change (polled from the client namespace),
+    so a rollout is seen drained, not only seen without failed requests (HAProxy's retries hide a missing
+    drain from clients)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.seen: dict[str, set[str]] = {}
+        self.most_out = 0  # the most servers out of rotation (not UP) at one time
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(lab,), daemon=True)
+        self._thread.start()
+
+    def _watch(self, lab: Lab) -> None:
+        while not self._stop.wait(0.2):
+            found = states(lab)
+            for server, status in found.items():
+                self.seen.setdefault(server, set()).add(status.split(" ")[0])
+            self.most_out = max(self.most_out, sum(1 for status in found.values() if status != "UP"))
+
+    def stop(self) -> dict[str, set[str]]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.seen
+
+
 def change(
     lab: Lab, name: str, apply: Callable[[], None], judge: Callable[[], tuple[bool, str]], *, no_failures: bool = True
 ) -> CheckResult:
     """Under load: `apply` the change, `pulumi up`, `judge` the result; fails on any failed request if asked."""
     load = lab.client.start_load(str(lab.config.site_ip), lab.config.haproxy.frontend_port)
+    watch = StateWatch(lab)
     try:
         apply()
         passed, output, took = up(lab)
     finally:
         counts = load.stop()
+        lab.watched = watch.stop()
+        lab.watch_most_out = watch.most_out
     lab.figures[f"{name} s"] = round(took, 1)
     if not passed:
         return announce(CheckResult(name, False, f"pulumi up failed after {took:.0f} s: {output}"))
@@ -74,7 +103,11 @@ def message_change(lab: Lab) -> CheckResult:
 
     def judge() -> tuple[bool, str]:
         answers = _answers(lab)
-        return first["message"] in answers and old not in answers, f"answers {sorted(set(answers))}"
+        drained = "DRAIN" in lab.watched.get(first["name"], set())
+        others = {name: sorted(seen) for name, seen in lab.watched.items() if name != first["name"]}
+        untouched = all(seen == ["UP"] for seen in others.values())
+        ok = first["message"] in answers and old not in answers and drained and untouched
+        return ok, f"answers {sorted(set(answers))}; {first['name']} seen DRAIN {drained}; the others {others}"
 
     return change(lab, "day2 message", apply, judge)
 
@@ -97,7 +130,11 @@ def app_change(lab: Lab) -> CheckResult:
     def judge() -> tuple[bool, str]:
         after = _images(lab)
         changed = all(after[name] != before[name] and not after[name].startswith("<") for name in before)
-        return changed and set(_answers(lab)) == set(messages(lab).values()), f"images {before} -> {after}"
+        drained = all("DRAIN" in lab.watched.get(name, set()) for name in before)
+        one_at_a_time = lab.watch_most_out <= 1
+        serving = set(_answers(lab)) == set(messages(lab).values())
+        seen = f"new image on each {changed}, each seen DRAIN {drained}, at most {lab.watch_most_out} out at once"
+        return changed and drained and one_at_a_time and serving, f"{seen}; images {sorted(set(after.values()))}"
 
     return change(lab, "day2 app", apply, judge)
 

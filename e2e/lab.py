@@ -77,6 +77,9 @@ class Lab:
     key: KeyPair
     stats_password: str
     figures: dict[str, Any] = field(default_factory=dict)
+    watched: dict[str, set[str]] = field(default_factory=dict)
+    """Each server's statuses on the stats page during the last day-2 change (e2e/day2.py)."""
+    watch_most_out: int = 0
 
     @property
     def config(self) -> LabConfig:
