@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
         with run as lab:
             figures = lab.figures
             print(f"e2e: lab ready (workspace {lab.workspace.project}); pulumi up ...", file=out, flush=True)
-            rows += run_flow(lab, with_day2=not args.no_day2, destroy=not args.keep)
+            run_flow(lab, rows, with_day2=not args.no_day2, destroy=not args.keep)
             if args.keep:
                 with contextlib.suppress(KeyboardInterrupt):
                     _keep(lab, out)

@@ -150,7 +150,7 @@ def _free_ip(lab: Lab) -> str:
     raise ValueError("no free address for an added web server")
 
 
-def server_added_then_removed(lab: Lab) -> list[CheckResult]:
+def server_added_then_removed(lab: Lab, rows: list[CheckResult]) -> None:
     servers = lab.plan["haproxy-lab:webServers"]
     before = copy.deepcopy(servers)
     vm_id = max(int(host["vmId"]) for host in [lab.plan["haproxy-lab:loadBalancer"], *servers]) + 1
@@ -176,10 +176,8 @@ def server_added_then_removed(lab: Lab) -> list[CheckResult]:
         ok = gone and not listed and added["message"] not in answers
         return ok, f"VM {vm_id} and its guest gone: {gone}; still listed by HAProxy: {listed}"
 
-    return [
-        change(lab, "day2 server added", add, judge_added),
-        change(lab, "day2 server removed", remove, judge_removed),
-    ]
+    rows.append(change(lab, "day2 server added", add, judge_added))
+    rows.append(change(lab, "day2 server removed", remove, judge_removed))
 
 
 def stats_password_change(lab: Lab) -> CheckResult:
@@ -242,6 +240,11 @@ def ssh_key_rotation(lab: Lab) -> CheckResult:
     return change(lab, "day2 ssh key rotation", apply, judge, no_failures=False)
 
 
-def day2(lab: Lab) -> list[CheckResult]:
-    rows = [message_change(lab), app_change(lab), *server_added_then_removed(lab), stats_password_change(lab)]
-    return [*rows, vm_id_change(lab), ssh_key_rotation(lab)]
+def day2(lab: Lab, rows: list[CheckResult]) -> None:
+    """Each change in turn, its row appended as soon as it is decided."""
+    rows.append(message_change(lab))
+    rows.append(app_change(lab))
+    server_added_then_removed(lab, rows)
+    rows.append(stats_password_change(lab))
+    rows.append(vm_id_change(lab))
+    rows.append(ssh_key_rotation(lab))

@@ -53,7 +53,7 @@ EDITS: dict[str, list[tuple[str, str, str]]] = {
         (
             "components/vm.py",
             'description=f"haproxy-lab {args.role}',
-            'description=f"{__import__("time").time()} {args.role}',
+            "description=f\"{__import__('time').time()} {args.role}",  # single quotes: a 3.11 f-string
         )
     ],
 }

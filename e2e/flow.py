@@ -121,16 +121,16 @@ def destroy_row(lab: Lab) -> CheckResult:
     return CheckResult("destroy", passed, figures)
 
 
-def run_flow(lab: Lab, *, with_day2: bool = True, destroy: bool = True) -> list[CheckResult]:
-    rows = [announce(up_row(lab))]
-    if rows[0].passed:
+def run_flow(lab: Lab, rows: list[CheckResult], *, with_day2: bool = True, destroy: bool = True) -> None:
+    """Append each row to `rows` as it is decided (an interrupted run still prints the rows it had)."""
+    rows.append(announce(up_row(lab)))
+    if rows[-1].passed:
         guest_figures(lab)
-        rows += [announce(row) for row in report_tests(lab)]
+        rows.extend(announce(row) for row in report_tests(lab))
         if lab.config.is_pair:
             rows.append(announce(ha_failover(lab)))
-        rows += [announce(row) for row in no_drift(lab)]
+        rows.extend(announce(row) for row in no_drift(lab))
         if with_day2:
-            rows += day2(lab)
+            day2(lab, rows)
     if destroy:
         rows.append(announce(destroy_row(lab)))
-    return rows
