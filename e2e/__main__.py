@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from e2e.day2 import CHANGES
 from e2e.engine import find_engine
 from e2e.flow import destroy_row, run_flow
 from e2e.lab import LabRun
@@ -41,6 +42,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="stdout: the JSON line alone")
     parser.add_argument("--shape", choices=("dev", "ha"), default="dev", help="the default stack's shape")
     parser.add_argument("--no-day2", action="store_true", help="up, the report's tests, no drift, destroy")
+    parser.add_argument("--day2", help="only these day-2 changes, comma-separated (e.g. 'message,vmId')")
     return parser.parse_args(argv)
 
 
@@ -70,6 +72,9 @@ def main(argv: list[str]) -> int:
     out = sys.stderr if args.json else sys.stdout
     try:
         plan = _plan(args)
+        unknown = sorted(set((args.day2 or "").split(",")) - {"", *CHANGES})
+        if unknown:
+            raise ValueError(f"--day2: unknown change(s) {unknown}; known: {', '.join(CHANGES)}")
     except ValueError as error:
         print(f"e2e: {error}", file=sys.stderr)
         return 2
@@ -91,7 +96,8 @@ def main(argv: list[str]) -> int:
         with run as lab:
             figures = lab.figures
             print(f"e2e: lab ready (workspace {lab.workspace.project}); pulumi up ...", file=out, flush=True)
-            run_flow(lab, rows, with_day2=not args.no_day2, destroy=not args.keep)
+            only = None if args.day2 is None else set(args.day2.split(","))
+            run_flow(lab, rows, with_day2=not args.no_day2, destroy=not args.keep, only=only)
             if args.keep:
                 with contextlib.suppress(KeyboardInterrupt):
                     _keep(lab, out)

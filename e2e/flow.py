@@ -121,7 +121,9 @@ def destroy_row(lab: Lab) -> CheckResult:
     return CheckResult("destroy", passed, figures)
 
 
-def run_flow(lab: Lab, rows: list[CheckResult], *, with_day2: bool = True, destroy: bool = True) -> None:
+def run_flow(
+    lab: Lab, rows: list[CheckResult], *, with_day2: bool = True, destroy: bool = True, only: set[str] | None = None
+) -> None:
     """Append each row to `rows` as it is decided (an interrupted run still prints the rows it had)."""
     rows.append(announce(up_row(lab)))
     if rows[-1].passed:
@@ -131,6 +133,6 @@ def run_flow(lab: Lab, rows: list[CheckResult], *, with_day2: bool = True, destr
             rows.append(announce(ha_failover(lab)))
         rows.extend(announce(row) for row in no_drift(lab))
         if with_day2:
-            day2(lab, rows)
+            day2(lab, rows, only)
     if destroy:
         rows.append(announce(destroy_row(lab)))
