@@ -49,6 +49,9 @@ EDITS: dict[str, list[tuple[str, str, str]]] = {
             'ignore_changes=[DISK_SPEED, "vmId", "initialization.userDataFileId"],',
         )
     ],
+    "vip-not-tracking-haproxy": [
+        ("files/keepalived.conf.j2", "    track_script {\n        haproxy_alive\n    }\n", "")
+    ],
     "unstable-description": [
         (
             "components/vm.py",
