@@ -1,6 +1,6 @@
-"""The HA pair's row (stacks with `loadBalancer.standby`): the virtual IP on the active, the site answering
-there; the active's HAProxy killed (SIGKILL, restarts masked so it stays dead): the standby holds the VIP and
-the site answers again; then the active's HAProxy is started again and the VIP stays on a single holder.
+"""The HA pair's row (stacks with `loadBalancer.standby`): the virtual IP on one load balancer, the site
+answering there; that one's HAProxy killed (SIGKILL, restarts masked so it stays dead): the other holds the
+VIP and the site answers again; then HAProxy is started again and the VIP stays on a single holder.
 """
 
 from __future__ import annotations
@@ -22,12 +22,23 @@ def holds(lab: Lab, ip: str, vip: str) -> bool:
 
 
 def ha_failover(lab: Lab) -> CheckResult:
+    """Whichever load balancer holds the VIP (the first election is a race: nopreempt), its HAProxy is killed;
+    the other must take the VIP and the site answer there."""
     config = lab.config
     if config.virtual_ip is None:
         return CheckResult("ha failover", False, "not a pair")
     vip = str(config.virtual_ip)
-    active, standby = (str(host.ip) for host in config.load_balancers)
-    before = poll_until(lambda: holds(lab, active, vip) and not holds(lab, standby, vip), VIP_TIMEOUT_S, 0.2)
+    pair = [str(host.ip) for host in config.load_balancers]
+    holders: list[str] = []
+
+    def one_holder() -> bool:
+        holders[:] = [ip for ip in pair if holds(lab, ip, vip)]
+        return len(holders) == 1
+
+    if poll_until(one_holder, VIP_TIMEOUT_S, 0.2) is None:
+        return CheckResult("ha failover", False, f"VIP {vip} not held by exactly one load balancer: {holders}")
+    active = holders[0]
+    (standby,) = (ip for ip in pair if ip != active)
     serving = set(lab.client.answers(urls(lab)[0], 4)) <= set(messages(lab).values())
     killed = lab.ssh(active, KILL)
     moved = poll_until(lambda: holds(lab, standby, vip) and not holds(lab, active, vip), VIP_TIMEOUT_S, 0.1)
@@ -35,14 +46,10 @@ def ha_failover(lab: Lab) -> CheckResult:
     serving_after = set(after) == set(messages(lab).values())
     started = lab.ssh(active, START)
     single = poll_until(lambda: holds(lab, active, vip) != holds(lab, standby, vip), VIP_TIMEOUT_S, 0.2)
-    passed = (
-        (before is not None and serving and killed.returncode == 0 and moved is not None and serving_after)
-        and started.returncode == 0
-        and single is not None
-    )
+    passed = serving and killed.returncode == 0 and moved is not None and serving_after
+    passed = passed and started.returncode == 0 and single is not None
     figures = (
-        f"VIP {vip} on the active: {before is not None}; active's HAProxy killed ({killed.returncode}): the standby "
-        f"holds the VIP after {seconds(moved)}, site answers {sorted(set(after))}; HAProxy started again, one holder"
-        f" {single is not None}"
+        f"VIP {vip} on {active}; its HAProxy killed ({killed.returncode}): {standby} holds the VIP after "
+        f"{seconds(moved)}, site answers {sorted(set(after))}; HAProxy started again, one holder {single is not None}"
     )
     return CheckResult("ha failover", passed, figures)
