@@ -27,7 +27,7 @@ from e2e.day2 import CHANGES
 from e2e.engine import find_engine
 from e2e.flow import destroy_row, run_flow
 from e2e.lab import LabRun
-from e2e.stack import E2E_CIDR, load_plan, repository_plan
+from e2e.stack import free_cidr, load_plan, refuse_routed, repository_plan
 from plan.model import ConfigError
 from plan.parse import parse_lab_config
 from rehearsal.progress import stop_like_ctrl_c
@@ -47,7 +47,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
 
 
 def _plan(args: argparse.Namespace) -> dict[str, Any]:
-    plan = load_plan(args.stack) if args.stack else repository_plan(args.shape, E2E_CIDR)
+    plan = load_plan(args.stack) if args.stack else repository_plan(args.shape, free_cidr())
+    refuse_routed(plan, str(args.stack or "the e2e stack"))
     try:
         parse_lab_config({key.split(":", 1)[1]: value for key, value in plan.items()})
     except ConfigError as error:

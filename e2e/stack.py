@@ -8,8 +8,10 @@ The stack file's `proxmoxve:` settings are replaced by the fake node's (endpoint
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,39 @@ def load_plan(path: Path) -> dict[str, Any]:
     plan = {key: value for key, value in config.items() if key.startswith("haproxy-lab:")}
     refuse_outside(plan, f"--stack {path}")
     return plan
+
+
+def routed_networks() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks this host has routes to (another run's guests, another lab's bridge)."""
+    out = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=False, timeout=15).stdout
+    found = []
+    for line in out.splitlines():
+        with contextlib.suppress(ValueError, IndexError):
+            found.append(ipaddress.IPv4Network(line.split()[0], strict=False))
+    return [network for network in found if network.prefixlen > 0]
+
+
+def free_cidr() -> str:
+    """The default stack's /24: 198.18.50.0/24, or the next one no route of this host overlaps (two runs at
+    once must not share a subnet: the host would have two routes to it)."""
+    taken = routed_networks()
+    for third in range(50, 100):
+        candidate = ipaddress.IPv4Network(f"198.18.{third}.0/24")
+        if not any(candidate.overlaps(network) for network in taken):
+            return str(candidate)
+    raise ValueError("no free /24 in 198.18.50.0-198.18.99.0 for the e2e stack (other runs hold them)")
+
+
+def refuse_routed(plan: dict[str, Any], source: str) -> None:
+    """Refuse a stack whose network this host already routes (another run's, or a lab's): nothing starts."""
+    network = ipaddress.IPv4Network(plan["haproxy-lab:network"]["cidr"])
+    clash = [str(route) for route in routed_networks() if route.overlaps(network)]
+    if clash:
+        raise ValueError(
+            f"{source}: haproxy-lab:network.cidr {network} overlaps a network this host already routes "
+            f"({', '.join(clash)}); another run may be using it: wait for it, or give the stack another network "
+            "in 198.18.0.0/15"
+        )
 
 
 def client_address(plan: dict[str, Any]) -> ipaddress.IPv4Interface:

@@ -112,3 +112,17 @@ def test_the_client_namespace_reaches_the_bridge_and_goes_with_the_run() -> None
     assert time.monotonic() - started < 30
     assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert machines.made() == []
+
+
+def test_the_default_network_avoids_one_this_host_already_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault it guards against: two runs at once on one subnet (seen: the second run's SSH to its load
+    balancer reached the first run's guest, `connection reset by peer`, and its up failed)."""
+    import ipaddress
+
+    import e2e.stack
+
+    taken = [ipaddress.IPv4Network("198.18.50.0/24"), ipaddress.IPv4Network("198.18.51.0/24")]
+    monkeypatch.setattr(e2e.stack, "routed_networks", lambda: taken)
+    assert e2e.stack.free_cidr() == "198.18.52.0/24"
+    with pytest.raises(ValueError, match=r"198\.18\.50\.0/24 overlaps a network this host already routes"):
+        e2e.stack.refuse_routed(repository_plan("dev", "198.18.50.0/24"), "the e2e stack")
