@@ -58,7 +58,7 @@ class ProcessGroups:
 
     def undo_on_death(self, argv: Sequence[str]) -> None:
         """Have the guard run argv if the rehearsal dies without closing (e.g. `ip netns del NAME`)."""
-        self._guard().tell("undo " + json.dumps(list(argv)))
+        self._guard().tell("run " + json.dumps(list(argv)))
 
     def spawn(
         self, key: str, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None

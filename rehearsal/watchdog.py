@@ -1,11 +1,13 @@
-"""A guard process that cleans up after the rehearsal when it dies without cleaning up itself (kill -9).
+"""A guard process that cleans up after the rehearsal (or ./tools/e2e) when it dies without cleaning up
+itself (kill -9).
 
 Why a separate process: nothing runs inside a SIGKILLed process, and a parent-death signal only reaches
 the direct child (gunicorn's workers would live on). The guard reads, on a pipe only the rehearsal holds,
 the process groups it starts and the directory it writes; when the pipe closes without a `bye` (the
-rehearsal died), it SIGKILLs every group still registered, runs the undo commands (newest first: e.g. the
-HA drill's `ip netns del`, `ip link del`) and removes the directory. Protocol, one command a line:
-`group PGID`, `reaped PGID`, `undo ARGV-AS-JSON`, `dir PATH`, `bye`.
+rehearsal died), it SIGKILLs every group and session still registered, runs the registered cleanup
+commands, then removes the directory. Protocol, one command a line: `group PGID`, `reaped PGID`,
+`session SID` (every process of that session: a pulumi CLI and its plugins), `run ["argv", ...]` (JSON),
+`dir PATH`, `bye`.
 """
 
 from __future__ import annotations
@@ -30,16 +32,19 @@ def _kill_groups(groups: set[int]) -> None:
                 os.killpg(pgid, sig)
 
 
-def _undo(commands: list[list[str]]) -> None:
-    for argv in reversed(commands):  # a namespace before the bridge its veth is plugged into
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+def kill_sessions(sessions: set[int]) -> None:
+    """SIGKILL every process whose session id is listed (/proc/<pid>/stat: after ") state ppid pgrp")."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[3]) in sessions:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
 
 
 def guard(commands: IO[str]) -> None:
     """Follow the commands until the pipe closes; clean up unless the last one was `bye`."""
     groups: set[int] = set()
-    undo: list[list[str]] = []
+    sessions: set[int] = set()
+    cleanups: list[list[str]] = []
     directory: Path | None = None
     said_bye = False
     for line in commands:
@@ -49,19 +54,27 @@ def guard(commands: IO[str]) -> None:
             groups.add(int(argument))
         elif verb == "reaped":
             groups.discard(int(argument))
-        elif verb == "undo":
-            undo.append([str(word) for word in json.loads(argument)])
+        elif verb == "session":
+            sessions.add(int(argument))
+        elif verb == "run":
+            cleanups.append([str(arg) for arg in json.loads(argument)])
         elif verb == "dir":
             directory = Path(argument)
     if not said_bye:
         _kill_groups(groups)
-        _undo(undo)
+        if sessions:
+            kill_sessions(sessions)
+        for argv in cleanups:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=300
+                )
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
 
 
 class Watchdog:
-    """The rehearsal's end of the guard: start it, tell it what to clean, and say bye on a clean exit."""
+    """The caller's end of the guard: start it, tell it what to clean, and say bye on a clean exit."""
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(

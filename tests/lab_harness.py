@@ -9,12 +9,11 @@ name). Remote commands are not targeted: the command plugin is plan-only here.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,62 +21,19 @@ from typing import Any
 import yaml
 
 from e2e.pve_running import PveState, RunningPve
+from e2e.stack import hosts as _hosts
+from e2e.stack import repository_plan
 from tests.engine_harness import REPO, SECRETS, Engine, Result, Workspace
 
-TEST_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 LAB_CIDR = "198.18.40.0/24"
 COMMAND = "command:remote:Command"
-_REPORT_ADDRESS = re.compile(r"^10\.0\.(\d+)\.(\d+)$")
-
-
-def _moved(value: Any) -> Any:
-    """A stack value with the plan's 10.0.0.0/16 addresses mapped into 198.18.40.0/24 (host part kept)."""
-    if isinstance(value, dict):
-        return {key: _moved(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_moved(item) for item in value]
-    if value == "10.0.0.0/16":
-        return LAB_CIDR
-    if isinstance(value, str) and _REPORT_ADDRESS.match(value):
-        return f"198.18.40.{_REPORT_ADDRESS.match(value).group(2)}"  # type: ignore[union-attr]
-    if value == "8.8.8.8":
-        return "198.18.40.3"
-    return value
-
-
-def _addresses(value: Any) -> Iterable[str]:
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _addresses(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _addresses(item)
-    elif isinstance(value, str):
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            return
-        yield value
-
-
-def in_test_range(address: str) -> bool:
-    network = ipaddress.ip_network(address, strict=False)
-    return isinstance(network, ipaddress.IPv4Network) and network.subnet_of(TEST_RANGE)
-
-
-def _hosts(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    balancer = plan["haproxy-lab:loadBalancer"]
-    return [balancer, *([balancer["standby"]] if "standby" in balancer else []), *plan["haproxy-lab:webServers"]]
 
 
 def lab_config(shape: str, vm_id_base: int) -> dict[str, Any]:
     """The program's config of Pulumi.<shape>.yaml on test addresses, vmIds from `vm_id_base` on."""
-    config = yaml.safe_load((REPO / f"Pulumi.{shape}.yaml").read_text())["config"]
-    plan = {key: _moved(value) for key, value in config.items() if key.startswith("haproxy-lab:")}
+    plan = repository_plan(shape, LAB_CIDR)
     for offset, host in enumerate(_hosts(plan)):
         host["vmId"] = vm_id_base + offset
-    outside = [address for address in _addresses(plan) if not in_test_range(address)]
-    assert not outside, f"test stacks use 198.18.0.0/15 only, found {outside}"
     return plan
 
 

@@ -72,6 +72,7 @@ class Registered:
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     replace_with: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
     id: str = ""
     """The id the mocks gave it (tests/engine_state.py builds a deployed state from them)."""
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -178,6 +179,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     },
                     replace_with=list(request.replace_with),
                     replace_on_changes=list(request.replaceOnChanges),
+                    ignore_changes=list(request.ignoreChanges),
                     id=response.id,
                     outputs=rpc.deserialize_properties(response.object, keep_unknowns=True),
                     additional_secret_outputs=list(request.additionalSecretOutputs),

@@ -4,7 +4,6 @@ calls it. Tokens hold exactly the privileges a test names."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,11 @@ from fakepve import shapes
 
 from e2e.config_machines import ConfigMachines
 from e2e.pve import LabPve
-from e2e.pve_running import RunningPve, running_pve
+from e2e.pve_running import RunningPve
 from tests.pve_client import PveClient
 
 ALL = frozenset(shapes.PRIVILEGES)
 NET = "virtio,bridge=vmbr1,firewall=1"
-
-
-@pytest.fixture(scope="module")
-def pve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPve]:
-    with running_pve(tmp_path_factory.mktemp("pve")) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -91,7 +91,7 @@ def test_the_guards_undo_kills_strays_and_removes_the_network() -> None:
             pids = net.pids("a") + net.pids("b")
             time.sleep(0.05)
         assert len(pids) == 4
-        guard(io.StringIO("".join(f"undo {json.dumps(argv)}\n" for argv in undo)))  # the pipe closed, no bye
+        guard(io.StringIO("".join(f"run {json.dumps(argv)}\n" for argv in undo)))  # the pipe closed, no bye
         deadline = time.monotonic() + 5
         while [pid for pid in pids if _alive(pid)] and time.monotonic() < deadline:
             time.sleep(0.05)

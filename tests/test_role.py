@@ -12,16 +12,15 @@ fake, several run at once.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fakepve import shapes
 
 from e2e.pve import LabPve
-from e2e.pve_running import RunningPve, running_pve
+from e2e.pve_running import RunningPve
 from e2e.role import readme_not_needed, readme_role, readme_roles
-from tests.engine_harness import engine
 from tests.lab_harness import (
     DAY2_CORES,
     DAY2_DISK_GB,
@@ -42,17 +41,6 @@ EMPTY_CD, HOST_CD = "none,media=cdrom", "cdrom,media=cdrom"
 NOTHING: dict[str, list[object]] = {"vms": [], "firewalls": [], "volumes": [], "snippet_files": []}
 # Runs at once: each is a chain of pulumi processes; the fake answers all of them from one thread.
 WORKERS = 3
-
-
-@pytest.fixture(scope="module")
-def pve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPve]:
-    with running_pve(tmp_path_factory.mktemp("pve")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, pve: RunningPve) -> LabFactory:
-    return LabFactory(tmp_path_factory.mktemp("stacks"), engine(), pve)
 
 
 @pytest.fixture(scope="module")

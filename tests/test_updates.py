@@ -125,3 +125,30 @@ def test_every_test_the_updates_table_names_exists() -> None:
     }
     assert len(cited) >= 15
     assert cited <= defined, f"cited but not defined: {sorted(cited - defined)}"
+
+
+def e2e_rows() -> set[str]:
+    """The row names of ./tools/e2e's table: the first text argument of each CheckResult(...) or change(lab, ...)
+    call in e2e/."""
+    names = set()
+    for path in (REPO_ROOT / "e2e").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("CheckResult", "change")
+            ):
+                texts = [
+                    arg.value for arg in node.args[:2] if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                ]
+                names.update(texts[:1])
+    return names
+
+
+def test_every_e2e_row_the_updates_table_names_exists() -> None:
+    """Rows the end-to-end run exercises cite its check by row name (`e2e: <row>`): it must be a row of the flow."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Updates\n") : readme.index("## Security\n")]
+    cited = set(re.findall(r"`e2e: ([^`]+)`", section))
+    assert len(cited) >= 7
+    assert cited <= e2e_rows(), f"cited but not rows of ./tools/e2e: {sorted(cited - e2e_rows())}"

@@ -129,6 +129,16 @@ class NspawnMachines:
         if left:
             raise RuntimeError(f"left behind after cleanup of {self.run_dir}: {left}")
 
+    def client_namespace(self, address: ipaddress.IPv4Interface | str) -> tuple[str, list[Path]]:
+        """A network namespace on the guests' bridge at `address`, for clients of the lab (journaled, removed
+        with the rest). Returns its name and the cgroup.procs files its processes must join (so cleanup ends
+        them too)."""
+        if self._network is None:
+            raise RuntimeError("NspawnMachines is not entered (use it as a context manager)")
+        name = f"hl{self.tag}"
+        self._network.namespace(name, ipaddress.IPv4Interface(address))
+        return name, cgroups.make(self._require_journal(), f"{self.cgroup_root}/clients")
+
     def made(self) -> list[str]:
         """What is still there of what this run made (tests assert it is empty after close)."""
         return leftovers(self.run_dir)

@@ -113,6 +113,22 @@ class PrivateNetwork:
         _ip("link", "set", host_end, "master", self.bridge, "up")
         return host_end, guest_end
 
+    def namespace(self, name: str, address: ipaddress.IPv4Interface) -> None:
+        """A network namespace `name` on the bridge at `address` (a client of the guests, e.g. a load
+        generator: its traffic crosses the bridge as a machine's on the lab network would)."""
+        if address.network != self.gateway.network or address.ip == self.gateway.ip:
+            raise ValueError(f"{address} is not a free host address of the guests' network {self.gateway.network}")
+        host_end, inside = f"hc{self.tag}h", f"hc{self.tag}n"
+        self.journal.add("netns", name)
+        _ip("netns", "add", name)
+        self.journal.add("link", host_end)
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", inside, "netns", name)
+        _ip("link", "set", host_end, "addrgenmode", "none")
+        _ip("link", "set", host_end, "master", self.bridge, "up")
+        _ip("-n", name, "addr", "add", str(address), "dev", inside)
+        _ip("-n", name, "link", "set", inside, "up")
+        _ip("-n", name, "link", "set", "lo", "up")
+
     @staticmethod
     def unplug(*links: str) -> None:
         """Remove a guest's veth pair if it is still there (it goes with the guest's namespace)."""

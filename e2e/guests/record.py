@@ -7,8 +7,8 @@ leaves a line whose undo finds nothing to do. Every process we start lives in a 
 them all is one `cgroup.kill` on our cgroup2 directory: no pid that may have been reused is ever signalled.
 
 Kinds: `cgroup` (a directory under /sys/fs/cgroup/*/, removed depth-first after its processes are killed),
-`mount` (unmounted), `link` (ip link del), `nft` (a table: family and name), `dir` (a directory or a file,
-removed, unless a mount is still inside it).
+`mount` (unmounted), `link` (ip link del), `nft` (a table: family and name), `netns` (a named network
+namespace, ip netns del), `dir` (a directory or a file, removed, unless a mount is still inside it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 JOURNAL = "made.jsonl"
-KINDS = ("cgroup", "mount", "link", "nft", "dir")
+KINDS = ("cgroup", "mount", "link", "nft", "netns", "dir")
 
 
 class Journal:
@@ -139,6 +139,10 @@ def link_exists(name: str) -> bool:
     return _run("ip", "link", "show", "dev", name).returncode == 0
 
 
+def netns_exists(name: str) -> bool:
+    return (Path("/run/netns") / name).exists()
+
+
 def leftovers(run_dir: Path) -> list[str]:
     """What the journal says was made and still exists (empty after cleanup; tests assert it)."""
     left: list[str] = []
@@ -151,6 +155,8 @@ def leftovers(run_dir: Path) -> list[str]:
             left.append(f"link {value}")
         elif kind == "nft" and nft_table_exists(*value.split(" ", 1)):
             left.append(f"nft table {value}")
+        elif kind == "netns" and netns_exists(value):
+            left.append(f"netns {value}")
         elif kind == "dir" and Path(value).exists():
             left.append(f"dir {value}")
     return left
@@ -171,6 +177,9 @@ def cleanup(run_dir: Path, keep_run_dir: bool = False) -> list[str]:
     for value in by_kind["link"]:
         if link_exists(value):
             _run("ip", "link", "del", "dev", value)
+    for value in by_kind["netns"]:
+        if netns_exists(value):
+            _run("ip", "netns", "del", value)
     for value in by_kind["nft"]:
         family, name = value.split(" ", 1)
         if nft_table_exists(family, name):

@@ -152,7 +152,7 @@ class TestNetwork:
         self.hosts[name] = host
         if self._undo_on_death is not None:
             self._undo_on_death(["sh", "-c", _KILL_AND_DELETE_NAMESPACE, "sh", host.namespace])
-            # Run first (undo goes newest first): a veth pair goes at once, a namespace's at the kernel's pace.
+            # Itself: a veth pair goes at once, a namespace's (with its veth) at the kernel's pace.
             self._undo_on_death(["ip", "link", "del", host.veth])
         _ip("netns", "add", host.namespace)
         _ip("link", "add", host.veth, "type", "veth", "peer", "name", INTERFACE, "netns", host.namespace)
