@@ -16,6 +16,7 @@ from e2e.ha import ha_failover
 from e2e.lab import STACK, Lab, announce
 from e2e.report_tests import report_tests
 from e2e.stack import hosts
+from plan.model import LabConfig
 from rehearsal.results import CheckResult
 
 _DURATION = re.compile(r"([0-9.]+)(min|ms|s)\b")
@@ -45,9 +46,13 @@ def up_row(lab: Lab) -> CheckResult:
     stopped = [vmid for vmid in vm_ids(lab) if not (guest := lab.machines.guests.get(vmid)) or not guest.running]
     outputs = json.loads(lab.workspace.pulumi("stack", "output", "--json", "--show-secrets", "--stack", STACK).stdout)
     config = lab.config
+    if config.tls is not None and outputs.get("caCertificate"):
+        ca_file = lab.workdir / "lab-ca.pem"
+        ca_file.write_text(outputs["caCertificate"])
+        lab.client.ca_file = ca_file
     expected = {
-        "lbUrl": f"http://{config.site_ip}/",
-        "statsUrl": f"http://{config.site_ip}:{config.haproxy.stats_port}/stats",
+        "lbUrl": _site_url(config),
+        "statsUrl": f"{'http' if config.tls is None else 'https'}://{config.site_ip}:{config.haproxy.stats_port}/stats",
         "webServers": {server.name: str(server.ip) for server in config.web_servers},
         "statsUser": config.haproxy.stats_user,
         "statsPassword": lab.stats_password,
@@ -58,6 +63,34 @@ def up_row(lab: Lab) -> CheckResult:
     if not passed:
         figures = f"VMs missing {missing}, guests not running {stopped}, outputs wrong {wrong} ({outputs})"
     return CheckResult("up", passed, figures)
+
+
+def _site_url(config: LabConfig) -> str:
+    if config.tls is None:
+        port = config.haproxy.frontend_port
+        return f"http://{config.site_ip}/" if port == 80 else f"http://{config.site_ip}:{port}/"
+    port = config.tls.https_port
+    return f"https://{config.site_ip}/" if port == 443 else f"https://{config.site_ip}:{port}/"
+
+
+def https_row(lab: Lab) -> CheckResult:
+    """TLS on: the site over HTTPS verified against the stack's own CA output, HTTP/2 negotiated, and the stats
+    page refused in plain HTTP (its password never in clear text)."""
+    config = lab.config
+    ca = str(lab.client.ca_file)
+    answer = lab.client.run(
+        "curl", "-s", "-m", "5", "--cacert", ca, "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+        _site_url(config),
+    ).stdout.split()  # fmt: skip
+    status, version = (int(answer[0]), answer[1]) if len(answer) == 2 and answer[0].isdigit() else (0, "?")
+    plain, _ = lab.client.curl(
+        f"http://{config.site_ip}:{config.haproxy.stats_port}/stats;csv",
+        "-u",
+        f"{config.haproxy.stats_user}:{lab.stats_password}",
+    )
+    passed = lab.client.ca_file is not None and status == 200 and version == "2" and plain != 200
+    figures = f"HTTPS {status or 'no answer'} verified against caCertificate, HTTP/{version}; stats in plain HTTP -> "
+    return CheckResult("https", passed, figures + (str(plain) if plain else "refused"))
 
 
 def guest_figures(lab: Lab) -> None:
@@ -129,6 +162,8 @@ def run_flow(
     if rows[-1].passed:
         guest_figures(lab)
         rows.extend(announce(row) for row in report_tests(lab))
+        if lab.config.tls is not None:
+            rows.append(announce(https_row(lab)))
         if lab.config.is_pair:
             rows.append(announce(ha_failover(lab)))
         rows.extend(announce(row) for row in no_drift(lab))

@@ -30,8 +30,11 @@ def messages(lab: Lab) -> dict[str, str]:
 
 
 def urls(lab: Lab) -> tuple[str, str]:
+    """The site as the report asks it (plain HTTP: answered unless `tls.redirectHttp`), and the stats page
+    where the program serves it (over TLS only when TLS is on)."""
     config = lab.config
-    return f"http://{config.site_ip}/", f"http://{config.site_ip}:{config.haproxy.stats_port}/stats"
+    scheme = "http" if config.tls is None else "https"
+    return f"http://{config.site_ip}/", f"{scheme}://{config.site_ip}:{config.haproxy.stats_port}/stats"
 
 
 def states(lab: Lab) -> dict[str, str]:

@@ -30,6 +30,8 @@ class Client:
 
     netns: str
     procs: Sequence[Path]
+    ca_file: Path | None = None
+    """The lab CA (the stack's `caCertificate` output, TLS on): curl verifies HTTPS against it."""
 
     def run(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -38,7 +40,8 @@ class Client:
 
     def curl(self, url: str, *options: str) -> tuple[int, str]:
         """(HTTP status, body) of one GET; status 0 when no answer came."""
-        result = self.run("curl", "-s", "-m", CURL_LIMIT_S, "-w", "\n%{http_code}", *options, url)
+        trust = ("--cacert", str(self.ca_file)) if self.ca_file is not None and url.startswith("https:") else ()
+        result = self.run("curl", "-s", "-m", CURL_LIMIT_S, "-w", "\n%{http_code}", *trust, *options, url)
         body, _, code = result.stdout.rpartition("\n")
         return (int(code) if code.isdigit() else 0), body
 
