@@ -194,11 +194,13 @@ def fault_drill(
     fault_time = 0.0
     try:
         time.sleep(max(0.0, begin + fault_at - time.monotonic()))
-        fault_time = time.monotonic()
         if kind == "crash":
             local_lab.kill_server(index)
         else:
             local_lab.signal_server(index, signal.SIGSTOP)
+        # Once the signal is sent: the load's 16 threads may hold the GIL between a timestamp and the signal,
+        # and a request started in that gap can be cut mid-answer (seen: IncompleteRead in a hang drill).
+        fault_time = time.monotonic()
         waiting_since = time.monotonic()
         waited_down = local_lab.wait_states(
             lambda states: _is_down(states.get(server.name)), max(down_timeout, seconds - fault_at)

@@ -111,3 +111,11 @@ def test_setup_refuses_an_unknown_purpose() -> None:
     )
     assert result.returncode == 2
     assert "usage:" in result.stderr
+
+
+def test_no_symlink_is_tracked() -> None:
+    # Twice a worktree's `.venv -> /work/main/.venv` link was committed; merged, it replaced main's venv
+    # with a link to itself. Fault: `git add -f .venv` of such a link -> this lists it.
+    listed = subprocess.run(["git", "ls-files", "-s"], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    links = [line.split("\t", 1)[1] for line in listed.splitlines() if line.startswith("120000 ")]
+    assert links == []
