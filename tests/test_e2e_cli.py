@@ -55,7 +55,8 @@ def test_a_stack_with_an_address_outside_the_test_range_is_refused_before_anythi
     assert result.returncode == 2
     assert "10.0.0.32" in result.stderr
     assert "198.18.0.0/15" in result.stderr
-    assert _links() == links  # no bridge, veth or namespace made
+    # No bridge, veth or namespace made; links that vanished meanwhile were another run's (seen in CI beside one).
+    assert _links() - links == set()
 
 
 def _session_alive(sid: int) -> bool:
