@@ -44,6 +44,7 @@ VM = "proxmoxve:index/vmLegacy:VmLegacy"
 SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
 IMAGE = "proxmoxve:download/file:File"
 COMMAND = "command:remote:Command"
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
 OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
 CERTIFICATE = "pulumi-python:dynamic/tls:LabCertificate"
@@ -77,6 +78,7 @@ class Registered:
     """The id the mocks gave it (tests/engine_state.py builds a deployed state from them)."""
     outputs: dict[str, Any] = field(default_factory=dict)
     additional_secret_outputs: list[str] = field(default_factory=list)
+    deleted_with: str = ""
 
 
 @dataclass
@@ -124,9 +126,10 @@ class _Mocks(pulumi.runtime.Mocks):
     a remote command id per create (like pulumi-command's random id: it changes when the command is
     replaced, i.e. when its inputs change)."""
 
-    def __init__(self, recreated: frozenset[str] = frozenset()) -> None:
+    def __init__(self, recreated: frozenset[str] = frozenset(), previous: Mapping[str, Any] | None = None) -> None:
         self._next_vm_id = 9000
         self._recreated = recreated
+        self._previous = dict(previous or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
@@ -151,6 +154,9 @@ class _Mocks(pulumi.runtime.Mocks):
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == READ_STACK_OUTPUTS:
+            # The program reads its own stack's previous outputs (none: a new stack).
+            return {"name": args.args["name"], "outputs": self._previous, "secretOutputNames": []}, []
         return {}, None
 
 
@@ -183,6 +189,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     id=response.id,
                     outputs=rpc.deserialize_properties(response.object, keep_unknowns=True),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
+                    deleted_with=request.deletedWith,
                 )
             )
         return response
@@ -241,15 +248,17 @@ def run_program(
     run: Run | None = None,
     recreated: frozenset[str] = frozenset(),
     stack: str = "dev",
+    previous: Mapping[str, Any] | None = None,
 ) -> Run:
     """Evaluate __main__.py (or `program`) under mocks with this config; return what it registered.
 
     Exports come back resolved; a secret export as {"secret": value}. Pass `run` to see what was
     registered even when the program raises. `recreated`: names of VM resources that come back as new
-    instances (a new MAC address), as after a re-creation.
+    instances (a new MAC address), as after a re-creation. `previous`: the stack's outputs of its last
+    deployment, as the program reads them back (none: a new stack).
     """
     run = Run() if run is None else run
-    mocks = _Mocks(recreated)
+    mocks = _Mocks(recreated, previous)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(mocks, run))
     pulumi.runtime.set_all_config(dict(config), secret_keys)
 
