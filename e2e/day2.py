@@ -17,7 +17,7 @@ from typing import Any
 
 from e2e.lab import STACK, Lab, announce, new_key
 from e2e.report_tests import APP_CONTAINER, messages, states, urls
-from e2e.rolling_watch import LoadBalancerWatch, describe, judge_failures
+from e2e.rolling_watch import LoadBalancerWatch, describe, explain, judge_failures
 from e2e.stack import addresses
 from rehearsal.results import CheckResult
 
@@ -86,6 +86,7 @@ def change(
         lab,
         None if config.virtual_ip is None else str(config.virtual_ip),
         {host.name: int(host.vm_id or 0) for host in config.load_balancers},
+        config.haproxy.frontend_port,
     )
     try:
         apply()
@@ -103,9 +104,12 @@ def change(
     load_text = f"{counts['total']} req, failed {failed}" + (f" {counts['errors']}" if failed else "")
     ok = verdict and (failed == 0 or not no_failures)
     if rolling:
-        inside, outside = judge_failures(balancers, counts.get("failures", []))
+        listed = counts.get("failures", [])
+        inside, outside = judge_failures(balancers.allowed(), listed)
+        outside += failed - len(listed)  # failures the client did not list (past its cap) are not excused
         where = "around a VIP move" if config.is_pair else "while the load balancer was out"
         load_text += f" ({inside} {where}, {outside} outside); {describe(balancers)}"
+        load_text += explain(balancers, listed, load.started)
         lab.figures[f"{name} failed (at the load balancers, elsewhere)"] = f"{inside}, {outside}"
         ok = verdict and outside == 0
     return announce(CheckResult(name, ok, f"up {took:.0f} s; load {load_text}; {seen}"))

@@ -13,13 +13,16 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from e2e.lab import Lab
 
 POLL_S = 0.1
 GRACE_S = 1.0  # after the VIP is held again (or the load balancer serves again): failures still counted as its
 BEFORE_S = 0.5  # before the first poll that saw the VIP gone (or the load balancer out): a poll's period and more
-PROBE = "ip -o -4 addr show; systemctl is-active haproxy"
+# Serving: HAProxy active and listening on the site's port (a re-created load balancer runs Debian's packaged
+# haproxy.cfg, which listens on nothing, until apply-haproxy-cfg: it still goes until then).
+PROBE = "ip -o -4 addr show; ss -Hltn sport = :{port} | grep -q . && systemctl is-active haproxy"
 
 
 @dataclass
@@ -36,6 +39,7 @@ class LoadBalancerWatch:
     lab: Lab
     vip: str | None
     vmids: dict[str, int]  # load balancer name -> vmid
+    port: int  # the site's port (HTTP)
     moves: list[Window] = field(default_factory=list)
     out: dict[str, list[Window]] = field(default_factory=dict)
     holders: list[tuple[float, tuple[str, ...]]] = field(default_factory=list)
@@ -51,7 +55,7 @@ class LoadBalancerWatch:
         if guest is None or not guest.running:
             return False, False
         try:
-            result = guest.run(["sh", "-c", PROBE], timeout_s=5)
+            result = guest.run(["sh", "-c", PROBE.format(port=self.port)], timeout_s=5)
         except (RuntimeError, OSError, subprocess.TimeoutExpired):  # a guest going down meanwhile
             return False, False
         lines = result.stdout.splitlines()
@@ -90,15 +94,34 @@ class LoadBalancerWatch:
     def allowed(self) -> list[Window]:
         """The windows failed requests may start in: around the VIP's moves (a pair), or while a load balancer
         is out (one load balancer)."""
-        source = self.moves if self.vip is not None else [w for ws in self.out.values() for w in ws]
-        return [Window(w.start - BEFORE_S, (w.end if w.end is not None else float("inf")) + GRACE_S) for w in source]
+        return allowed_windows(self.moves if self.vip is not None else [w for ws in self.out.values() for w in ws])
 
 
-def judge_failures(watch: LoadBalancerWatch, failures: list[list[float]]) -> tuple[int, int]:
-    """(failed requests inside an allowed window, failed requests outside every one)."""
-    windows = watch.allowed()
-    inside = sum(1 for start, _ in failures if any(w.start <= start <= (w.end or start) for w in windows))
-    return inside, len(failures) - inside
+def allowed_windows(seen: list[Window]) -> list[Window]:
+    """Each window widened: from BEFORE_S before it was first seen to GRACE_S after it ended (never ended: to
+    the end of the run)."""
+    return [Window(w.start - BEFORE_S, (w.end if w.end is not None else float("inf")) + GRACE_S) for w in seen]
+
+
+def judge_failures(windows: list[Window], failures: list[list[Any]]) -> tuple[int, int]:
+    """(failed requests that started inside one of `windows`, those that started outside every one)."""
+    outside = outside_failures(windows, failures)
+    return len(failures) - len(outside), len(outside)
+
+
+def outside_failures(windows: list[Window], failures: list[list[Any]]) -> list[list[Any]]:
+    """The failed requests ([start, end, error...]) that started outside every one of `windows`."""
+    return [f for f in failures if not any(w.start <= f[0] <= (w.end or f[0]) for w in windows)]
+
+
+def explain(watch: LoadBalancerWatch, failures: list[list[Any]], since: float) -> str:
+    """The first failures outside every window and the windows, in seconds since `since` (the load's start)."""
+    outside = outside_failures(watch.allowed(), failures)[:5]
+    if not outside:
+        return ""
+    shown = ", ".join(f"{f[0] - since:.1f}-{f[1] - since:.1f} {f[2] if len(f) > 2 else ''}".strip() for f in outside)
+    windows = ", ".join(f"{w.start - since:.1f}-{(w.end or float('inf')) - since:.1f}" for w in watch.allowed())
+    return f"; outside: {shown} (s since the load began; windows {windows or 'none'})"
 
 
 def describe(watch: LoadBalancerWatch) -> str:
