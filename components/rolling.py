@@ -23,6 +23,7 @@ remote_step):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ LB_STATE_SCRIPT = "load-balancer-state.sh"
 # The builtin invoke that reads a stack's outputs (pulumi's resource/deploy/builtins.go): no resource.
 READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 DEPLOYED = "deployed"
+READ_ATTEMPTS = 10  # about 4.5 s of retries in all
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,22 @@ NEW_STACK = Previous(deployed=frozenset())
 
 def read_previous() -> Previous:
     """This stack's own outputs of its last deployment, through the engine's builtin invoke (under the unit
-    tests' mocks: what they answer). A stack the backend has no outputs for is a new one."""
+    tests' mocks: what they answer). A stack the backend has no outputs for is a new one.
+
+    The engine reads the stack's checkpoint while it may be writing it (the file backend: a first `pulumi up`
+    writes the new stack resource as the program starts): "failed to load checkpoint: EOF" was seen, under
+    load, in five first ups of the suite (tests/test_disk_speed.py, tests/test_role.py). A read that fails so
+    is tried again. A checkpoint written during this run still holds the previous outputs: the stack resource
+    keeps them (a same step, pulumi's step.go SameStep.Apply) until the program registers its own."""
     name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
+            break
+        except Exception as error:
+            if "failed to load checkpoint" not in str(error) or attempt == READ_ATTEMPTS:
+                raise
+            time.sleep(0.1 * attempt)
     outputs = (result.value or {}).get("outputs") or {}
     keys = outputs.get(DEPLOYED)
     return Previous(deployed=frozenset(keys) if isinstance(keys, list) else frozenset())

@@ -194,3 +194,17 @@ def test_the_disruption_fingerprint_follows_what_reboots_or_re_creates_a_vm() ->
         after = fingerprints(evaluate(plan, deployed=True))
         assert {host for host in before if before[host] != after[host]} == changes, (key, value)
     assert len(base.of_type(VM)) == len(base.of_type(SNIPPET)) == 3
+
+
+def test_a_checkpoint_being_written_is_read_again() -> None:
+    """The engine's read of the stack's outputs fails while the file backend writes the checkpoint ("failed to
+    load checkpoint: EOF", seen under load): read again, the deployed stack still rolls; past the attempts, the
+    error stands."""
+    plan = dev_raw()
+    config, secret_keys = stack_config(plan)
+    run = run_program(config, secret_keys, previous=previous_outputs(plan), unreadable_checkpoint=3)
+    vm = run.named("haproxy-lab-web2-sam-machine-vm")
+    assert "haproxy-lab-web1-sam-ready" in names_under(run, vm), "read again: the order is there"
+    failed = Run()
+    with pytest.raises(Exception, match="failed to load checkpoint"):
+        run_program(config, secret_keys, run=failed, previous=previous_outputs(plan), unreadable_checkpoint=10)
