@@ -3,6 +3,7 @@
 import pulumi
 
 from components.lab import Lab, LabArgs
+from components.rolling import DEPLOYED, read_previous
 from plan.config import load_config
 from plan.model import ConfigError
 
@@ -12,7 +13,9 @@ except ConfigError as error:
     # RunError prints our message alone, without a Python traceback; nothing has been declared yet.
     raise pulumi.RunError(str(error)) from None
 
-lab = Lab("haproxy-lab", LabArgs(lab=lab_config, secrets=secrets))
+# The stack's own previous outputs: which hosts it deployed. A new stack (or one deployed before this version)
+# has none: its first `pulumi up` provisions every VM in parallel (components/rolling.py).
+lab = Lab("haproxy-lab", LabArgs(lab=lab_config, secrets=secrets, previous=read_previous()))
 
 pulumi.export("lbUrl", lab.lb_url)
 pulumi.export("statsUrl", lab.stats_url)
@@ -25,3 +28,8 @@ if lab.ca_certificate is not None:
     pulumi.export("caCertificate", lab.ca_certificate)
 pulumi.export("statsUser", lab_config.haproxy.stats_user)
 pulumi.export("statsPassword", secrets.stats_password)
+# Read back by the next run: known once every VM's last step is done (each load balancer back, each web server
+# ready): an up that failed before leaves the previous value, so the next run does not take VMs that never
+# served for deployed ones.
+done = [lb.back.id for lb in lab.balancers] + [server.rolled_out.id for server in lab.servers]
+pulumi.export(DEPLOYED, pulumi.Output.all(*done).apply(lambda _: sorted(host.key for host in lab_config.hosts)))

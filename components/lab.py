@@ -3,8 +3,9 @@ active/standby pair behind a keepalived virtual IP), N web servers.
 
 Children: the image download per node (unless a template VM is configured), one LoadBalancer per
 load balancer of the plan and one WebServerVm per planned server. The load balancers do not depend
-on the web servers, so all VMs and their provisioning run in parallel; only app rollouts are chained
-(drain, deploy, ready: one server at a time, on both load balancers of a pair). Outputs: `lb_url`,
+on the web servers, so a new stack's VMs and their provisioning run in parallel; app rollouts are chained
+(drain, deploy, ready: one server at a time, on both load balancers of a pair), and once the stack is
+deployed so are the VMs' replacements and reboots (components/rolling.py). Outputs: `lb_url`,
 `stats_url` (the virtual IP's in a pair), `web_servers` and `load_balancers` (name -> address).
 """
 
@@ -16,6 +17,7 @@ import pulumi
 import pulumi_proxmoxve as proxmoxve
 
 from components.load_balancer import LoadBalancer, LoadBalancerArgs, lab_site_url, stats_url
+from components.rolling import NEW_STACK, Previous
 from components.tls import site_tls
 from components.web_server import LoadBalancerAccess, WebServerArgs, WebServerVm
 from plan.model import Host, LabConfig, LabSecrets
@@ -29,6 +31,8 @@ class LabArgs:
 
     lab: LabConfig
     secrets: LabSecrets
+    previous: Previous = NEW_STACK
+    """What the stack deployed before: once deployed, VMs are replaced and rebooted one at a time."""
 
 
 class Lab(pulumi.ComponentResource):
@@ -89,8 +93,12 @@ class Lab(pulumi.ComponentResource):
         keepalived = pair_settings(lab)
         tls = site_tls(name, lab, args.secrets, self)
         self.ca_certificate = None if tls is None else tls.ca_certificate
-        self.balancers = tuple(
-            LoadBalancer(
+        # Once deployed, one VM at a time: the standby, then the load balancer, then each web server (the load
+        # balancers first: after a key rotation, the steps on them need them built with the new key).
+        built: dict[str, LoadBalancer] = {}
+        back: list[pulumi.Resource] = []
+        for host in reversed(lab.load_balancers):
+            built[host.key] = LoadBalancer(
                 f"{name}-{host.key}",
                 LoadBalancerArgs(
                     lab=lab,
@@ -99,11 +107,13 @@ class Lab(pulumi.ComponentResource):
                     image_id=image_for(host),
                     keepalived=keepalived.get(host.name),
                     tls_pem=None if tls is None else tls.haproxy_pem,
+                    previous=args.previous,
+                    after=back,
                 ),
                 child,
             )
-            for host in lab.load_balancers
-        )
+            back = [built[host.key].back]
+        self.balancers = tuple(built[host.key] for host in lab.load_balancers)
         access = tuple(LoadBalancerAccess(ssh=lb.ssh, config_applied=lb.config_applied) for lb in self.balancers)
         servers: list[WebServerVm] = []
         for server in lab.web_servers:
@@ -119,6 +129,8 @@ class Lab(pulumi.ComponentResource):
                         image_id=image_for(server),
                         load_balancers=access,
                         deploy_after=previous,
+                        previous=args.previous,
+                        roll_after=previous or back,
                     ),
                     child,
                 )

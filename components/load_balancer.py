@@ -5,25 +5,29 @@ Children: the LabVm, then remote commands in order: wait for cloud-init, install
 config (checked with `haproxy -c` on the VM, swapped in atomically, reloaded: a bad config never
 replaces a good one). In a pair, then: install keepalived, apply its config and track script (checked
 with `keepalived -t`, same atomic apply). It needs only the web servers' planned addresses, never their
-resources, so it is provisioned in parallel with them. Outputs: `vm_id`, `ip`, `url`, `stats_url`
-(this VM's own address; the Lab's outputs use the virtual IP of a pair).
+resources, so it is provisioned in parallel with them. Then `back` (it serves); in a pair, before it, `pause`
+(hands the virtual IP off before a reboot or re-creation): components/rolling.py. Outputs: `vm_id`, `ip`,
+`url`, `stats_url` (this VM's own address; the Lab's outputs use the virtual IP of a pair).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_command as command
 
-from components.provisioning import boot_vm, run_script
-from components.remote import Budget
+from components.provisioning import boot_vm, remote_step, run_script
+from components.remote import Budget, RootScript, connection
+from components.rolling import HANDOFF, LB_STATE_SCRIPT, NEW_STACK, Previous, Rolling, when
+from components.vm import disruption_fingerprint
 from plan.model import Host, LabConfig, LabSecrets
 from plan.tls import HTTPS_PORT
 from plan.values import HTTP_PORT
 from render.haproxy_cfg import TLS_PEM_PATH, render_lab_haproxy_cfg
 from render.keepalived import KeepalivedSettings, keepalived_bundle
-from render.shipping import CONFIG_TRAILER, sha256_hex, tar_gz_base64
+from render.shipping import CONFIG_TRAILER, script_text, sha256_hex, tar_gz_base64
 
 INSTALL = Budget.minutes(20)
 APPLY = Budget.minutes(10)
@@ -59,6 +63,9 @@ class LoadBalancerArgs:
     keepalived: KeepalivedSettings | None = None
     tls_pem: pulumi.Output[str] | None = None
     """The site's certificate, chain and key (a secret), when TLS is on: the same for both LBs of a pair."""
+    previous: Previous = NEW_STACK
+    after: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    """Once deployed, this load balancer is rebooted or replaced only after these (the standby's `back`)."""
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -77,10 +84,31 @@ class LoadBalancer(pulumi.ComponentResource):
     HAProxy knows every server of the plan before one is drained."""
     ssh: command.remote.ConnectionArgs
     """How to reach the load balancer (finite dial retries): web servers drain themselves through it."""
+    back: command.remote.Command
+    """The step after which it serves (after a boot, a provisioning): the next VM in the rolling order waits."""
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("haproxy-lab:lab:LoadBalancer", name, None, opts)
         lab, host = args.lab, args.host
+        fingerprint = disruption_fingerprint(lab, host)
+        lb_state = script_text(LB_STATE_SCRIPT)
+        pause: list[pulumi.Resource] = []
+        if args.keepalived is not None:
+            # Before the provider reboots it or the engine re-creates it: hand the virtual IP to the peer. The
+            # script runs on the delete of a replacement (a new fingerprint), with the connection the step was
+            # created with: the key the VM was built with, even when this run rotates it.
+            pause.append(
+                remote_step(
+                    self,
+                    f"{name}-pause",
+                    connection(host, lab.ssh, args.secrets.ssh_private_key),
+                    RootScript(lb_state, LB_STATE_SCRIPT, ("handoff", str(args.keepalived.virtual_ip))),
+                    budget=HANDOFF,
+                    triggers=[fingerprint],
+                    after=when(args.previous.rolling, args.after),
+                    rolling=Rolling.on_replace(),
+                )
+            )
         booted = boot_vm(
             self,
             name,
@@ -89,6 +117,8 @@ class LoadBalancer(pulumi.ComponentResource):
             role="load-balancer",
             image_id=args.image_id,
             private_key=args.secrets.ssh_private_key,
+            # A single load balancer goes first: nothing to wait for, and its reboot is an outage anyway.
+            after=when(args.previous.rolling, pause),
         )
         install = run_script(self, name, booted, "install-haproxy.sh", previous=booted.cloud_init, budget=INSTALL)
         before_config = install
@@ -123,6 +153,7 @@ class LoadBalancer(pulumi.ComponentResource):
             logging=command.remote.Logging.STDERR,
             secret_outputs=True,
         )
+        last: command.remote.Command = self.config_applied
         if args.keepalived is not None:
             install_keepalived = run_script(
                 self, name, booted, "install-keepalived.sh", previous=install, budget=INSTALL
@@ -130,7 +161,7 @@ class LoadBalancer(pulumi.ComponentResource):
             # No secret in it (VRRPv3 has no authentication; the firewall admits the peer only).
             bundle = tar_gz_base64(keepalived_bundle(args.keepalived))
             # After haproxy.cfg: keepalived's track script asks the liveness listener that config adds.
-            run_script(
+            last = run_script(
                 self,
                 name,
                 booted,
@@ -143,6 +174,21 @@ class LoadBalancer(pulumi.ComponentResource):
                 shipped_hash=sha256_hex(bundle),
                 logging=command.remote.Logging.STDERR,
             )
+
+        # Serving again: after each provisioning of a new instance, and after each reboot (the fingerprint).
+        self.back = remote_step(
+            self,
+            f"{name}-back",
+            booted.ssh,
+            RootScript(
+                lb_state,
+                LB_STATE_SCRIPT,
+                ("back",) if args.keepalived is None else ("back", args.keepalived.check_url),
+            ),
+            budget=HANDOFF,
+            triggers=[sha256_hex(lb_state), fingerprint, booted.cloud_init.id],
+            after=[last],
+        )
 
         self.ssh = booted.ssh
         ip = str(host.ip)

@@ -19,6 +19,7 @@ import pulumi
 import pulumi_command as command
 
 from components.remote import Budget, RootScript, connection
+from components.rolling import Rolling
 from components.vm import LabVm, LabVmArgs
 from plan.model import Host, LabConfig
 from render.shipping import script_text, sha256_hex
@@ -45,20 +46,36 @@ def remote_step(
     *,
     budget: Budget,
     triggers: Sequence[pulumi.Input[str]],
-    after: Sequence[pulumi.Resource],
+    after: pulumi.Input[Sequence[pulumi.Input[pulumi.Resource]]],
     stdin: pulumi.Input[str] | None = None,
     logging: command.remote.Logging | None = None,
     secret_outputs: bool = False,
+    rolling: Rolling | None = None,
 ) -> command.remote.Command:
     """`script` as root on the VM, child of `owner`: runs after `after`, re-runs when `triggers` change,
-    and is stopped on the VM when it runs past `budget` (the step then fails with a message saying so)."""
-    update = budget.on_update
+    and is stopped on the VM when it runs past `budget` (the step then fails with a message saying so).
+
+    Rolling steps (components/rolling.py), which run nothing on create (a new stack's first `pulumi up`
+    dials nothing for them): `Rolling.on_update(fingerprint)` runs the script on update (an input changed:
+    the fingerprint rides in its text), with the connection of this run; `Rolling.on_replace` runs it on
+    the delete of a replacement (its triggers changed), with the connection of the previous run, and not
+    when `owner` is deleted with it (a destroy: the VM is gone by then)."""
+    line, update = script.command_line(budget), budget.on_update
+    create: str | None = line
+    update_line: str | None = None if update == budget else script.command_line(update)
+    delete: str | None = None
+    if rolling is not None:
+        create, update_line = None, None
+        if rolling.fingerprint is not None:
+            update_line = script.marked(rolling.fingerprint).command_line(budget)
+        else:
+            delete = line
     return command.remote.Command(
         resource_name,
         connection=ssh,
-        create=script.command_line(budget),
-        # An update runs `create` unless `update` is set: set only when its budget differs.
-        update=None if update == budget else script.command_line(update),
+        create=create,
+        update=update_line,
+        delete=delete,
         stdin=stdin,
         triggers=list(triggers),
         logging=logging,
@@ -67,10 +84,12 @@ def remote_step(
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions(
             parent=owner,
-            depends_on=list(after),
+            depends_on=after,
             custom_timeouts=budget.custom_timeouts(),
             # A step fed a secret keeps what it echoes secret too (the engine would only mark `stdin`).
             additional_secret_outputs=["stdin", "stdout", "stderr"] if secret_outputs else None,
+            delete_before_replace=True if delete is not None else None,
+            deleted_with=owner if delete is not None else None,
         ),
     )
 
@@ -84,11 +103,13 @@ def boot_vm(
     role: str,
     image_id: pulumi.Input[str] | None,
     private_key: pulumi.Output[str],
+    after: pulumi.Input[Sequence[pulumi.Input[pulumi.Resource]]] = (),
 ) -> BootedVm:
-    """Declare the VM as a child of `owner`, then wait (dialing SSH until it answers) for cloud-init."""
+    """Declare the VM as a child of `owner` (after `after`: the rolling order), then wait (dialing SSH until
+    it answers) for cloud-init."""
     vm = LabVm(
         f"{name}-machine",
-        LabVmArgs(lab=lab, host=host, role=role, image_id=image_id),
+        LabVmArgs(lab=lab, host=host, role=role, image_id=image_id, after=after),
         pulumi.ResourceOptions(parent=owner),
     )
     text = script_text("wait-for-cloud-init.sh")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_command as command
@@ -101,6 +101,11 @@ class RootScript:
     name: str
     args: tuple[str, ...] = ()
     bundle: bool = False
+
+    def marked(self, mark: str) -> RootScript:
+        """The same script with a closing comment line holding `mark`: a new mark is a new command text (an
+        update of the step that holds it: components/rolling.py), the script runs the same."""
+        return replace(self, text=f"{self.text.rstrip()}\n# haproxy-lab: {mark}\n")
 
     def command_line(self, budget: Budget) -> str:
         """The command line that runs the script within `budget` on the VM."""

@@ -11,7 +11,10 @@ file (Proxmox removes it with the VM) cannot be held by two instances at once.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_proxmoxve as proxmoxve
@@ -20,11 +23,49 @@ from plan.model import Host, LabConfig
 from render.cloud_init import render_user_data
 from render.file_names import snippet_file_name
 from render.firewall import rules_for
+from render.shipping import sha256_hex
 
 # Destroy gives the guest this long to shut down (guest agent, else ACPI), then Proxmox stops it
 # hard; the provider bounds shutdown, stop and delete by the larger of the two, so shutdown < stop.
 SHUTDOWN_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 300
+CPU_TYPE = "x86-64-v2-AES"
+
+
+def reboot_inputs(lab: LabConfig, host: Host) -> dict[str, Any]:
+    """The VM's inputs whose change makes bpg's provider reboot it (v0.111.1, `vmUpdate` in
+    proxmoxtf/resource/vm/vm.go sets rebootRequired for cpu, memory, initialization, boot order, agent,
+    serial devices, OS type, SCSI hardware): the VM is built from these values. The program's constants
+    (agent, serial device, OS type, SCSI hardware) change only with a new version of it. Not here: the disk
+    size (grown online, disk hotplug), the NIC (hotplugged); user-data and vmId re-create the VM."""
+    proxmox = lab.proxmox
+    return {
+        "cores": lab.vm_size.cores,
+        "cpu_type": CPU_TYPE,
+        "memory_mb": lab.vm_size.memory_mb,
+        "address": f"{host.ip}/{lab.network.cidr.prefixlen}",
+        "gateway": str(lab.network.gateway),
+        "dns_servers": [str(server) for server in lab.network.dns],
+        "domain": lab.network.domain,
+        "cloud_init_datastore": proxmox.vm_datastore,
+        "boot_disk": proxmox.boot_disk,
+    }
+
+
+def disruption_fingerprint(lab: LabConfig, host: Host) -> str:
+    """A hash of what takes the VM out of service when it changes: reboot_inputs (the provider reboots it) and
+    what re-creates it (its user-data, whose snippet is ForceNew; its vmId, node or template). The steps that
+    take the VM out of service before (`pause`) and bring it back after (`ready`, `back`) hold it in their
+    triggers (components/rolling.py)."""
+    replaced_by = {
+        "user_data": render_user_data(lab, host),
+        "vm_id": host.vm_id,
+        "node": lab.node_for(host),
+        "template_vm_id": lab.proxmox.template_vm_id,
+    }
+    return sha256_hex(json.dumps({**reboot_inputs(lab, host), **replaced_by}, sort_keys=True))
+
+
 # The one disk's speed limits, which the program never sets (see LabVm: the perpetual diff it hides).
 DISK_SPEED = "disks[0].speed"
 
@@ -37,6 +78,8 @@ class LabVmArgs:
     host: Host
     role: str
     image_id: pulumi.Input[str] | None
+    after: pulumi.Input[Sequence[pulumi.Input[pulumi.Resource]]] = ()
+    """What the VM (and its snippet, whose replacement deletes the VM first) waits for: the rolling order."""
 
 
 class LabVm(pulumi.ComponentResource):
@@ -55,8 +98,9 @@ class LabVm(pulumi.ComponentResource):
         lab, host = args.lab, args.host
         proxmox = lab.proxmox
         node = lab.node_for(host)
+        settings = reboot_inputs(lab, host)
         # Deleted before its replacement is uploaded: a replacement that keeps its path must not end with a delete.
-        replaced_first = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
+        replaced_first = pulumi.ResourceOptions(parent=self, delete_before_replace=True, depends_on=args.after)
         # The provider would add a disk on a new interface next to the old one: a new boot disk is a new VM.
         # After a refresh the bridged provider reads a speed block back that nothing set and plans an update
         # of every VM (pulumi-proxmoxve#664); the literal path is needed, `disks[*].speed` does not match
@@ -66,6 +110,7 @@ class LabVm(pulumi.ComponentResource):
             delete_before_replace=True,
             replace_on_changes=["disks[*].interface"],
             ignore_changes=[DISK_SPEED],
+            depends_on=args.after,
         )
 
         text = render_user_data(lab, host)
@@ -123,15 +168,15 @@ class LabVm(pulumi.ComponentResource):
             timeout_shutdown_vm=SHUTDOWN_TIMEOUT_S,
             timeout_stop_vm=STOP_TIMEOUT_S,
             clone=clone,
-            boot_orders=[proxmox.boot_disk],
+            boot_orders=[settings["boot_disk"]],
             # An empty CD drive. Left out, the provider's default (ide3, file "") asks for the node's own CD
             # drive, which Proxmox grants only with Sys.Console on / (docs/e2e.md, "The CD-ROM").
             cdrom=proxmoxve.VmLegacyCdromArgs(file_id="none"),
             # virtio-scsi-single gives each SCSI disk its own controller, which iothread needs.
             scsi_hardware="virtio-scsi-single",
             agent=proxmoxve.VmLegacyAgentArgs(enabled=True, trim=True, timeout="15m"),
-            cpu=proxmoxve.VmLegacyCpuArgs(cores=lab.vm_size.cores, type="x86-64-v2-AES"),
-            memory=proxmoxve.VmLegacyMemoryArgs(dedicated=lab.vm_size.memory_mb),
+            cpu=proxmoxve.VmLegacyCpuArgs(cores=settings["cores"], type=settings["cpu_type"]),
+            memory=proxmoxve.VmLegacyMemoryArgs(dedicated=settings["memory_mb"]),
             disks=disks,
             network_devices=[
                 proxmoxve.VmLegacyNetworkDeviceArgs(bridge=lab.network.bridge, model="virtio", firewall=True)
@@ -140,19 +185,15 @@ class LabVm(pulumi.ComponentResource):
             serial_devices=[proxmoxve.VmLegacySerialDeviceArgs(device="socket")],
             operating_system=proxmoxve.VmLegacyOperatingSystemArgs(type="l26"),
             initialization=proxmoxve.VmLegacyInitializationArgs(
-                datastore_id=proxmox.vm_datastore,
+                datastore_id=settings["cloud_init_datastore"],
                 ip_configs=[
                     proxmoxve.VmLegacyInitializationIpConfigArgs(
                         ipv4=proxmoxve.VmLegacyInitializationIpConfigIpv4Args(
-                            address=f"{host.ip}/{lab.network.cidr.prefixlen}",
-                            gateway=str(lab.network.gateway),
+                            address=settings["address"], gateway=settings["gateway"]
                         )
                     )
                 ],
-                dns=proxmoxve.VmLegacyInitializationDnsArgs(
-                    domain=lab.network.domain,
-                    servers=[str(server) for server in lab.network.dns],
-                ),
+                dns=proxmoxve.VmLegacyInitializationDnsArgs(domain=settings["domain"], servers=settings["dns_servers"]),
                 user_data_file_id=user_data.id,
             ),
             opts=vm_options,

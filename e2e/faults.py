@@ -52,6 +52,19 @@ EDITS: dict[str, list[tuple[str, str, str]]] = {
     "vip-not-tracking-haproxy": [
         ("files/keepalived.conf.j2", "    track_script {\n        haproxy_alive\n    }\n", "")
     ],
+    # Issue 17's two defects of its first try, and the rolling order switched off.
+    "order-in-inputs": [
+        ("components/web_server.py", "                triggers=[],\n", "                triggers=[str(rolling)],\n")
+    ],
+    "stack-reference": [
+        (
+            "__main__.py",
+            'lab = Lab("haproxy-lab",',
+            'pulumi.StackReference(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")\n'
+            'lab = Lab("haproxy-lab",',
+        )
+    ],
+    "all-at-once": [("components/rolling.py", "    return list(resources) if rolling else []\n", "    return []\n")],
     "unstable-description": [
         (
             "components/vm.py",

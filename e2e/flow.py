@@ -11,7 +11,7 @@ import os
 import re
 import time
 
-from e2e.day2 import day2, up
+from e2e.day2 import StateWatch, day2, up
 from e2e.ha import ha_failover
 from e2e.lab import STACK, Lab, announce
 from e2e.report_tests import report_tests
@@ -125,6 +125,27 @@ def no_drift(lab: Lab) -> list[CheckResult]:
     return rows
 
 
+def second_up(lab: Lab) -> CheckResult:
+    """A second `pulumi up` with nothing changed (the first to read the stack's `deployed` output back: the
+    rolling order appears, components/rolling.py) plans and runs nothing: `--expect-no-changes` fails on any
+    step but `same` (a remote command runs only in a create, update or delete), and no server leaves UP on
+    the stats page meanwhile (a drain would show)."""
+    watch = StateWatch(lab)
+    started = time.monotonic()
+    try:
+        result = lab.workspace.pulumi(
+            "up", "--yes", "--skip-preview", "--expect-no-changes", "--stack", STACK, check=False, timeout=900
+        )
+    finally:
+        seen = watch.stop()
+    took = time.monotonic() - started
+    lab.figures["second up s"] = round(took, 1)
+    left_up = {name: sorted(states) for name, states in seen.items() if states != {"UP"}}
+    passed = result.returncode == 0 and bool(seen) and not left_up
+    figures = f"{took:.0f} s: {_tail(result.output, result.returncode)}; servers seen not UP: {left_up or 'none'}"
+    return CheckResult("second up: nothing runs", passed, figures)
+
+
 def _tail(output: str, code: int) -> str:
     if code == 0:
         return "nothing to do"
@@ -167,6 +188,7 @@ def run_flow(
         if lab.config.is_pair:
             rows.append(announce(ha_failover(lab)))
         rows.extend(announce(row) for row in no_drift(lab))
+        rows.append(announce(second_up(lab)))
         if with_day2:
             day2(lab, rows, only)
     if destroy:

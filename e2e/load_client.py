@@ -20,6 +20,7 @@ from collections import Counter
 from rehearsal.load import FAIL_AFTER, Outcome, requests_on_one_connection
 
 PACE_S = 0.01  # at most ~100 requests a second per connection
+MAX_LISTED = 100_000  # failed requests listed with their times (those past it are judged as outside every window)
 
 
 def main(argv: list[str]) -> None:
@@ -53,6 +54,11 @@ def main(argv: list[str]) -> None:
                 "errors": dict(Counter(outcome.error for outcome in failed).most_common(4)),
                 "answered": dict(answered.most_common(8)),
                 "slowest_s": round(max((outcome.seconds for outcome in outcomes), default=0.0), 3),
+                # When each failed request started and ended (time.monotonic, the same clock in every process
+                # of the machine): the run places them against the VIP's moves and the VMs' windows.
+                "failures": [
+                    [round(o.start, 3), round(o.end, 3), o.error] for o in sorted(failed, key=lambda o: o.start)
+                ][:MAX_LISTED],
             }
         ),
         flush=True,

@@ -29,10 +29,24 @@ def all_steps(run: Run) -> dict[str, Registered]:
     return {c.name: c for c in run.of_type(COMMAND)}
 
 
+def runs(before: Registered | None, after: Registered) -> bool:
+    """Whether pulumi-command runs a script for this step between two runs: new, or its triggers differ (a
+    replacement: the new `create`, and the old `delete`), or another input differs (an update: `update`, else
+    `create`). A rolling step (components/rolling.py) has no `create`."""
+    if before is None:
+        return "create" in after.inputs
+    if triggers(after) != triggers(before):
+        return "create" in after.inputs or "delete" in before.inputs
+    others = {key: value for key, value in after.inputs.items() if key != "triggers"}
+    if others != {key: value for key, value in before.inputs.items() if key != "triggers"}:
+        return "update" in after.inputs or "create" in after.inputs
+    return False
+
+
 def re_run_steps(before: Run, after: Run) -> set[str]:
-    """The remote commands whose triggers differ (pulumi-command replaces them: they run again)."""
+    """The remote commands that run a script again (see `runs`)."""
     old = all_steps(before)
-    return {name for name, step in all_steps(after).items() if name not in old or triggers(step) != triggers(old[name])}
+    return {name for name, step in all_steps(after).items() if runs(old.get(name), step)}
 
 
 def re_created_vms(before: Run, after: Run) -> set[str]:

@@ -8,6 +8,7 @@ fake Proxmox node (e2e/pve_running.py).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -88,3 +89,16 @@ class Workspace(runner.Workspace):
         self, endpoint: str, config: dict[str, Any] | None = None, *, secrets: Mapping[str, str] | None = None
     ) -> None:
         super().init_stack(endpoint, config, secrets=SECRETS if secrets is None else secrets)
+
+    def planned_order(self) -> list[tuple[str, str]]:
+        """(op, resource name) of every step a preview plans but `same`, in the engine's order (its event log:
+        the program registers a resource only once its dependencies' registrations returned)."""
+        log = self.root / "events.jsonl"
+        log.unlink(missing_ok=True)
+        self.pulumi("preview", "--stack", self.stack, "--event-log", str(log))
+        ops = []
+        for line in log.read_text().splitlines():
+            event = json.loads(line).get("resourcePreEvent")
+            if event and event["metadata"]["op"] != "same":
+                ops.append((event["metadata"]["op"], event["metadata"]["urn"].rsplit("::", 1)[1]))
+        return ops

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from plan.parse import parse_lab_config
 from tests.engine_harness import Workspace
 from tests.pulumi_harness import VM, run_program, stack_config
 
@@ -129,7 +130,7 @@ def _default_providers(workspace: Workspace, resources: list[dict[str, Any]]) ->
             if key.startswith(f"{package}:"):
                 name = key.split(":", 1)[1]
                 inputs[name] = _state_secret(entry["value"]) if entry.get("secret") else entry["value"]
-        if version:
+        if version:  # neither pulumi-python's nor the engine's builtin provider (the StackReference's) has one
             inputs["version"] = version.replace("_", ".")
         if server:
             inputs["pluginDownloadURL"] = server.replace("_/", "://", 1)
@@ -150,11 +151,31 @@ def import_state(workspace: Workspace, resources: list[dict[str, Any]]) -> None:
     workspace.pulumi("stack", "import", "--stack", workspace.stack, "--file", str(deployment))
 
 
-def import_planned_state(workspace: Workspace, plan: dict[str, Any], rounds: int = 3) -> list[dict[str, Any]]:
-    """Import the state of this stack as deployed (see the module's docstring); return its resources."""
+def deployed_outputs(plan: dict[str, Any]) -> dict[str, Any]:
+    """The outputs this program leaves after deploying `plan`, which its next run reads back (__main__)."""
+    lab = parse_lab_config(plan)
+    return {"deployed": sorted(host.key for host in lab.hosts)}
+
+
+def _stack_state(workspace: Workspace, outputs: dict[str, Any]) -> dict[str, Any]:
+    """The stack's root resource holding `outputs` (what the program reads back with readStackOutputs)."""
+    urn = f"urn:pulumi:{workspace.stack}::haproxy-lab::pulumi:pulumi:Stack::haproxy-lab-{workspace.stack}"
+    return {"urn": urn, "custom": False, "type": "pulumi:pulumi:Stack", "outputs": dict(outputs)}
+
+
+def import_planned_state(
+    workspace: Workspace, plan: dict[str, Any], rounds: int = 3, *, deployed: bool = True
+) -> list[dict[str, Any]]:
+    """Import the state of this stack as deployed (see the module's docstring); return its resources.
+    `deployed`: the stack's outputs say so (this program deployed it); else as a stack whose previous
+    outputs the program does not find (one deployed before the rolling order: a new stack's plan)."""
     config, secret_keys = stack_config(plan)
+    previous = deployed_outputs(plan) if deployed else None
+    if previous is not None:
+        # The program reads the stack's last outputs (readStackOutputs): the preview below must see them.
+        import_state(workspace, [_stack_state(workspace, previous)])
     # By name (unique in this program): the mocks' URNs name only the direct parent's type.
-    registered = {r.name: r for r in run_program(config, secret_keys).resources}
+    registered = {r.name: r for r in run_program(config, secret_keys, previous=previous).resources}
     mocked = {name: r.inputs for name, r in registered.items()}
     mocked_outputs = {name: r.outputs for name, r in registered.items()}
     by_urn: dict[str, dict[str, Any]] = {}
@@ -167,7 +188,9 @@ def import_planned_state(workspace: Workspace, plan: dict[str, Any], rounds: int
         for noise in ("sourcePosition", "stackTrace"):
             state.pop(noise, None)
         state["inputs"] = _fill(state.get("inputs", {}), mocked.get(state["urn"].rsplit("::", 1)[1], {}), [])
-        if state.get("custom"):
+        if state["type"] == "pulumi:pulumi:Stack":
+            state = {**state, **_stack_state(workspace, previous or {})} if previous else {**state, "outputs": {}}
+        elif state.get("custom"):
             name = state["urn"].rsplit("::", 1)[1]
             planned_id = planned_ids.get(state["urn"], "")
             state["id"] = _resource_id(state["type"], _plain(state["inputs"]), planned_id, registered[name].id)
@@ -234,3 +257,16 @@ def _planned_outputs(workspace: Workspace) -> dict[str, dict[str, Any]]:
         if new.get("outputs"):
             planned[event["metadata"]["urn"]] = new["outputs"]
     return planned
+
+
+def forget_deployment(workspace: Workspace) -> None:
+    """Drop the stack output that tells the program it deployed the stack (__main__: `deployed`), for runs
+    that apply the Proxmox resources only: no remote command ran, so no VM was provisioned, and the next up
+    must declare no rolling order (its steps would log in to them)."""
+    exported = workspace.pulumi("stack", "export", "--stack", workspace.stack).json()
+    for resource in exported["deployment"].get("resources") or []:
+        if resource["type"] == "pulumi:pulumi:Stack":
+            resource.get("outputs", {}).pop("deployed", None)
+    deployment = workspace.root / "deployment.json"
+    deployment.write_text(json.dumps(exported))
+    workspace.pulumi("stack", "import", "--stack", workspace.stack, "--file", str(deployment))

@@ -24,6 +24,7 @@ from e2e.pve_running import PveState, RunningPve
 from e2e.stack import hosts as _hosts
 from e2e.stack import repository_plan
 from tests.engine_harness import REPO, SECRETS, Engine, Result, Workspace
+from tests.engine_state import forget_deployment
 
 LAB_CIDR = "198.18.40.0/24"
 COMMAND = "command:remote:Command"
@@ -56,9 +57,12 @@ class LabRun:
 
     def up(self, targets: list[str], *, check: bool = True) -> Result:
         args = [arg for urn in targets for arg in ("--target", urn)]
-        return self.workspace.pulumi(
+        result = self.workspace.pulumi(
             "up", "--yes", "--skip-preview", "--stack", self.workspace.stack, *args, check=check, timeout=600
         )
+        if result.returncode == 0:
+            forget_deployment(self.workspace)
+        return result
 
     def destroy(self, *, check: bool = True) -> Result:
         return self.workspace.pulumi(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc  # type: ignore[import-untyped]  # no stubs in the environment
 import pulumi
 import pulumi.runtime
 from pulumi.runtime import mocks as pulumi_mocks
@@ -44,6 +45,7 @@ VM = "proxmoxve:index/vmLegacy:VmLegacy"
 SNIPPET = "proxmoxve:index/fileLegacy:FileLegacy"
 IMAGE = "proxmoxve:download/file:File"
 COMMAND = "command:remote:Command"
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
 RULES = "proxmoxve:firewall/rulesLegacy:RulesLegacy"
 OPTIONS = "proxmoxve:firewall/optionsLegacy:OptionsLegacy"
 CERTIFICATE = "pulumi-python:dynamic/tls:LabCertificate"
@@ -77,6 +79,7 @@ class Registered:
     """The id the mocks gave it (tests/engine_state.py builds a deployed state from them)."""
     outputs: dict[str, Any] = field(default_factory=dict)
     additional_secret_outputs: list[str] = field(default_factory=list)
+    deleted_with: str = ""
 
 
 @dataclass
@@ -118,15 +121,37 @@ def mock_mac_address(vm_name: str, generation: int) -> str:
     return ":".join(f"{octet:02X}" for octet in (0xBC, 0x24, 0x11, *digest[:3]))
 
 
+class _EngineError(grpc.RpcError):  # type: ignore[misc]  # grpc is untyped here
+    """An error the engine answers an invoke with, as gRPC gives it to the SDK (a status and its details)."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(details)
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNKNOWN
+
+    def details(self) -> str:
+        return self._details
+
+
 class _Mocks(pulumi.runtime.Mocks):
     """Outputs = inputs, plus what Proxmox and the command provider would generate: vmIds, file volume
     ids, a MAC address per VM instance (`recreated` names VMs that are new instances in this run), and
     a remote command id per create (like pulumi-command's random id: it changes when the command is
     replaced, i.e. when its inputs change)."""
 
-    def __init__(self, recreated: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        recreated: frozenset[str] = frozenset(),
+        previous: Mapping[str, Any] | None = None,
+        unreadable_checkpoint: int = 0,
+    ) -> None:
         self._next_vm_id = 9000
         self._recreated = recreated
+        self._previous = dict(previous or {})
+        self._unreadable_checkpoint = unreadable_checkpoint
+        self.reads = 0
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         state = dict(args.inputs)
@@ -151,6 +176,15 @@ class _Mocks(pulumi.runtime.Mocks):
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == READ_STACK_OUTPUTS:
+            # The program reads its own stack's previous outputs (none: a new stack); the file backend's
+            # checkpoint may be mid-write (components/rolling.py read_previous).
+            self.reads += 1
+            if self.reads <= self._unreadable_checkpoint:
+                raise _EngineError(
+                    "invocation of pulumi:pulumi:readStackOutputs returned an error: failed to load checkpoint: EOF"
+                )
+            return {"name": args.args["name"], "outputs": self._previous, "secretOutputNames": []}, []
         return {}, None
 
 
@@ -183,6 +217,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     id=response.id,
                     outputs=rpc.deserialize_properties(response.object, keep_unknowns=True),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
+                    deleted_with=request.deletedWith,
                 )
             )
         return response
@@ -241,15 +276,19 @@ def run_program(
     run: Run | None = None,
     recreated: frozenset[str] = frozenset(),
     stack: str = "dev",
+    previous: Mapping[str, Any] | None = None,
+    unreadable_checkpoint: int = 0,
 ) -> Run:
     """Evaluate __main__.py (or `program`) under mocks with this config; return what it registered.
 
     Exports come back resolved; a secret export as {"secret": value}. Pass `run` to see what was
     registered even when the program raises. `recreated`: names of VM resources that come back as new
-    instances (a new MAC address), as after a re-creation.
+    instances (a new MAC address), as after a re-creation. `previous`: the stack's outputs of its last
+    deployment, as the program reads them back (none: a new stack); the first `unreadable_checkpoint` reads
+    fail as the file backend's does when it reads a checkpoint being written.
     """
     run = Run() if run is None else run
-    mocks = _Mocks(recreated)
+    mocks = _Mocks(recreated, previous, unreadable_checkpoint)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=_RecordingMonitor(mocks, run))
     pulumi.runtime.set_all_config(dict(config), secret_keys)
 

@@ -224,6 +224,7 @@ def test_install_keepalived_first_and_second_run(fakes: Fakes) -> None:
     assert [c.split(" lock")[0] for c in fakes.apt_calls()] == ["apt-get update", "apt-get install"]
     assert (fakes.state / "installed/keepalived").exists()
     assert (fakes.state / "installed/curl").exists()
+    assert (fakes.state / "installed/iputils-ping").exists(), "load-balancer-state.sh pings the virtual IP"
     fakes.reset_calls()
     result = run_script("install-keepalived.sh", env=fakes.env)
     assert result.returncode == 0, result.stderr

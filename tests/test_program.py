@@ -100,15 +100,15 @@ def test_a_template_vm_id_clones_instead_of_downloading() -> None:
 
 def test_every_remote_command_targets_its_own_vm_with_the_key_as_a_secret(dev_run: Run) -> None:
     commands = dev_run.of_type(COMMAND)
-    # per VM: cloud-init wait, install, then apply/deploy (the LB: its certificate too, TLS being on);
-    # per web server: drain and ready on the LB
-    assert len(commands) == 4 + 3 + 3 + 2 * 2
+    # per VM: cloud-init wait, install, then apply/deploy (the LB: its certificate too, TLS being on); the LB's
+    # back; per web server on the LB: drain and ready, and pause (before a reboot or a re-creation)
+    assert len(commands) == 4 + 3 + 3 + 1 + 2 * 3
     for cmd in commands:
         # A secret anywhere in an object makes the whole object secret on the wire: the key cannot leak.
         assert is_secret(cmd.inputs["connection"]), f"{cmd.name}: the connection carries the SSH private key"
         connection = unwrap(cmd.inputs["connection"])
         owner = dev_run.by_urn(cmd.parent)
-        on_lb = cmd.name.endswith(("-drain", "-ready"))
+        on_lb = cmd.name.endswith(("-drain", "-ready", "-pause"))
         vm = (
             vm_named(dev_run, "HAPROXY-SAM")
             if on_lb
@@ -117,7 +117,9 @@ def test_every_remote_command_targets_its_own_vm_with_the_key_as_a_secret(dev_ru
         assert connection["host"] == vm.inputs["initialization"]["ipConfigs"][0]["ipv4"]["address"].split("/")[0]
         assert connection["user"] == "samuel"
         assert connection["privateKey"] == TEST_PRIVATE_KEY
-        assert " sudo -n timeout " in cmd.inputs["create"], f"{cmd.name}: runs as root within its budget"
+        for line in ("create", "update", "delete"):
+            if line in cmd.inputs:
+                assert " sudo -n timeout " in cmd.inputs[line], f"{cmd.name}: runs as root within its budget"
 
 
 def test_remote_commands_wait_for_what_they_must_follow(dev_run: Run) -> None:
@@ -173,6 +175,8 @@ def test_stack_outputs(dev_run: Run) -> None:
         "webServers": {"WEB1-SAM": "10.0.0.31", "WEB2-SAM": "10.0.0.32"},
         "statsUser": "admin",
         "statsPassword": {"secret": TEST_STATS_PASSWORD},
+        # Read back by the next run (components/rolling.py): which hosts it deployed.
+        "deployed": ["haproxy-sam", "web1-sam", "web2-sam"],
     }
 
 
@@ -362,7 +366,9 @@ def test_hostile_messages_travel_as_data_never_as_commands() -> None:
     cfg = unwrap(commands_of(run, "haproxy-lab-haproxy-sam")["apply-haproxy-cfg"].inputs["stdin"])
     assert hostile not in cfg
     for cmd in run.of_type(COMMAND):
-        assert "backend evil" not in cmd.inputs["create"], f"{cmd.name}: the message leaked into a command line"
+        for line in ("create", "update", "delete"):
+            text = cmd.inputs.get(line) or ""
+            assert "backend evil" not in text, f"{cmd.name}: the message leaked into a command line"
 
 
 def test_the_app_contract_reaches_haproxy_and_compose() -> None:

@@ -55,6 +55,9 @@ def test_each_load_balancer_gets_haproxy_then_keepalived(ha_run: Run) -> None:
             "apply-haproxy-cfg",
             "install-keepalived",
             "apply-keepalived-conf",
+            # rolling (components/rolling.py): hand the virtual IP off before a reboot or a re-creation, serve again
+            "pause",
+            "back",
         }
         assert depends_on(ha_run, steps["install-keepalived"], f"{component}-install-haproxy")
         apply = steps["apply-keepalived-conf"]
@@ -195,9 +198,9 @@ def test_bad_pairs_are_refused_before_any_resource(plan: dict[str, Any], message
 def test_every_resource_is_parented_and_uniquely_named(ha_run: Run) -> None:
     assert_parented_and_uniquely_named(ha_run)
     assert len(ha_run.of_type(SNIPPET)) == 4
-    # Per load balancer: cloud-init, 2 installs, 3 applies (certificate, haproxy.cfg, keepalived.conf); per web
-    # server: cloud-init, install, deploy, and drain + ready on each load balancer.
-    assert len(ha_run.of_type(COMMAND)) == 2 * 6 + 2 * (3 + 2 * 2)
+    # Per load balancer: cloud-init, 2 installs, 3 applies (certificate, haproxy.cfg, keepalived.conf), pause,
+    # back; per web server: cloud-init, install, deploy, and drain, ready and pause on each load balancer.
+    assert len(ha_run.of_type(COMMAND)) == 2 * 8 + 2 * (3 + 2 * 3)
 
 
 def test_rollouts_drain_and_ready_each_server_on_both_load_balancers(ha_run: Run) -> None:

@@ -25,9 +25,11 @@ log() { printf '==> %s\n' "$*"; }
 if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 
 # The rehearsal: real HAProxy and web servers on loopback; --ha adds keepalived, nft and curl (track script)
-# in network namespaces (iproute2). dash runs the shipped scripts as the VMs' /bin/sh does; openssl is what
-# apply-tls-cert.sh checks a certificate with (the tls rotation row).
-REHEARSAL_APT="haproxy python3 python3-venv curl ca-certificates dash iproute2 keepalived nftables openssl"
+# in network namespaces (iproute2), and ping (load-balancer-state.sh: does the peer answer on the virtual IP,
+# as on the VMs). dash runs the shipped scripts as the VMs' /bin/sh does; openssl is what apply-tls-cert.sh
+# checks a certificate with (the tls rotation row).
+REHEARSAL_APT="haproxy python3 python3-venv curl ca-certificates dash iproute2 keepalived nftables iputils-ping \
+openssl"
 # The tests: HAProxy 3.0's build deps, cloud-init's schema check, wrk for the benchmark, the scripts' tools,
 # sshd (the fake Proxmox node's snippet uploads, the command plugin's tests), and for booted guests
 # (e2e/guests) debootstrap, systemd-nspawn and the allow-list proxy.

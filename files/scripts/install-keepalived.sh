@@ -1,6 +1,6 @@
 #!/bin/sh
-# install-keepalived.sh: install Ubuntu's own keepalived package (2.2 on 24.04) and curl (its track script's
-# HTTP client). keepalived starts once apply-keepalived-conf.sh has put a configuration in place (the packaged
+# install-keepalived.sh: install Ubuntu's own keepalived package (2.2 on 24.04), curl (its track script's
+# HTTP client) and ping (load-balancer-state.sh: does the peer answer on the virtual IP after a handoff). keepalived starts once apply-keepalived-conf.sh has put a configuration in place (the packaged
 # unit does not start without /etc/keepalived/keepalived.conf).
 #
 # Usage: install-keepalived.sh             (no arguments, no stdin; run as root)
@@ -17,11 +17,11 @@ ROOT=${ROOT:-}
 
 # haproxy-lab: include lib/apt.sh
 
-if packages_installed keepalived curl; then
-    echo "keepalived and curl already installed"
+if packages_installed keepalived curl iputils-ping; then
+    echo "keepalived, curl and ping already installed"
 else
-    echo "installing keepalived and curl"
+    echo "installing keepalived, curl and ping"
     apt_get update
-    apt_get install -y keepalived curl
+    apt_get install -y keepalived curl iputils-ping
 fi
 keepalived --version 2>&1 | head -n 1
