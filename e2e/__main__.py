@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from e2e.day2 import CHANGES
 from e2e.engine import find_engine
 from e2e.flow import destroy_row, run_flow
+from e2e.guests.machines import sweep_killed_runs
 from e2e.lab import LabRun
 from e2e.stack import free_cidr, load_plan, refuse_routed, repository_plan
 from plan.model import ConfigError
@@ -47,6 +48,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
 
 
 def _plan(args: argparse.Namespace) -> dict[str, Any]:
+    sweep_killed_runs()  # before choosing the network: a killed run's bridge still routes its own
     plan = load_plan(args.stack) if args.stack else repository_plan(args.shape, free_cidr())
     refuse_routed(plan, str(args.stack or "the e2e stack"))
     try:

@@ -8,10 +8,8 @@ The stack file's `proxmoxve:` settings are replaced by the fake node's (endpoint
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import re
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import yaml
 
 from e2e.engine import REPO
+from e2e.guests.network import routed_networks
 
 TEST_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 E2E_CIDR = "198.18.50.0/24"  # the default e2e stack's network (the role and engine tests use 198.18.40.0/24)
@@ -102,16 +101,6 @@ def load_plan(path: Path) -> dict[str, Any]:
     plan = {key: value for key, value in config.items() if key.startswith("haproxy-lab:")}
     refuse_outside(plan, f"--stack {path}")
     return plan
-
-
-def routed_networks() -> list[ipaddress.IPv4Network]:
-    """The IPv4 networks this host has routes to (another run's guests, another lab's bridge)."""
-    out = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=False, timeout=15).stdout
-    found = []
-    for line in out.splitlines():
-        with contextlib.suppress(ValueError, IndexError):
-            found.append(ipaddress.IPv4Network(line.split()[0], strict=False))
-    return [network for network in found if network.prefixlen > 0]
 
 
 def free_cidr() -> str:

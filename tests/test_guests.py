@@ -450,9 +450,8 @@ def test_an_exception_inside_the_context_leaves_nothing() -> None:
     assert h.leftovers_of(made, str(seen["bridge"])) == []
 
 
-def test_cleanup_from_another_process_after_kill_9() -> None:
-    """The guard's path: the process that made everything dies by SIGKILL; cleanup(run_dir) elsewhere undoes it."""
-    spec, _ = small_spec(202)
+def hold(spec: VmSpec) -> tuple[subprocess.Popen[str], Path, str]:
+    """A child process that boots `spec`'s guest and waits to be killed: (child, its run directory, bridge)."""
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.guest_harness", "hold", spec.config["net0"], spec.config["ipconfig0"]],
         cwd=Path(__file__).resolve().parents[1],
@@ -462,7 +461,13 @@ def test_cleanup_from_another_process_after_kill_9() -> None:
     assert child.stdout is not None
     line = child.stdout.readline().split()
     assert line[:1] == ["booted"], line
-    run_dir, bridge = Path(line[1]), line[2]
+    return child, Path(line[1]), line[2]
+
+
+def test_cleanup_from_another_process_after_kill_9() -> None:
+    """The guard's path: the process that made everything dies by SIGKILL; cleanup(run_dir) elsewhere undoes it."""
+    spec, _ = small_spec(202)
+    child, run_dir, bridge = hold(spec)
     made = entries(run_dir)
     assert h.leftovers_of(made, bridge) != [], "the guest runs while its maker lives"
     child.kill()
@@ -471,6 +476,33 @@ def test_cleanup_from_another_process_after_kill_9() -> None:
     assert cleanup(run_dir) == []
     assert h.leftovers_of(made, bridge) == []
     assert not run_dir.exists()
+
+
+def test_a_live_runs_network_is_refused_and_the_next_run_sweeps_a_killed_one() -> None:
+    """A run killed together with its guard (a machine whose processes all ended at once, as before a CI run)
+    left its bridge routing this subnet; the next run's guests on a second bridge were unreachable behind it
+    ("No route to host", 16 tests x 180 s). A live run's network is refused at once; a killed one's leftovers
+    are removed by the next run, whose guest then answers on the same subnet."""
+    spec, address = small_spec(203)
+    child, run_dir, bridge = hold(spec)
+    try:
+        made = entries(run_dir)
+        clash = rf"{SUBNET} overlaps a network this host already routes \({SUBNET} dev {bridge}\)"
+        with pytest.raises(ValueError, match=clash), NspawnMachines(f"{SUBNET[1]}/24"):
+            pass
+        assert h.leftovers_of(made, bridge) != [], "a live run is never swept"
+        child.kill()
+        child.wait()
+        with NspawnMachines(f"{SUBNET[1]}/24") as machines:
+            assert h.leftovers_of(made, bridge) == []
+            assert not run_dir.exists()
+            machines.start_sync(spec)
+            ping = ["ping", "-c", "1", "-W", "1", str(address)]
+            h.wait_until(lambda: subprocess.run(ping, capture_output=True, check=False).returncode == 0, 60)
+    finally:  # a failing run leaves nothing either
+        child.kill()
+        child.wait()
+        cleanup(run_dir)
 
 
 def test_a_gateway_outside_the_test_range_is_refused_before_anything() -> None:

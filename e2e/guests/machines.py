@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,13 +25,20 @@ from typing import Any
 from e2e.guests import cgroups, proxy
 from e2e.guests.guest import Guest
 from e2e.guests.image import golden_image
-from e2e.guests.network import PrivateNetwork, check_gateway
-from e2e.guests.record import Journal, cleanup, leftovers
+from e2e.guests.network import PrivateNetwork, check_gateway, refuse_routed_gateway
+from e2e.guests.record import Journal, claim, cleanup, leftovers, sweep
 from e2e.guests.stand_ins import guest_files
 from e2e.machines import VmSpec
 
 RUN_PARENT = Path("/var/tmp")  # noqa: S108 (disk-backed, root only; each run in its own mkdtemp)
+RUN_PREFIX = "haproxy-lab-guests-"  # the run directories' and the cgroup roots' names
 HALT_TIMEOUT_S = 20.0  # teardown: a clean halt first, then a power cut
+
+
+def sweep_killed_runs(run_parent: Path = RUN_PARENT) -> None:
+    """Remove what runs killed with their guard left (their bridges would still route their networks)."""
+    for run_dir in sweep(run_parent, RUN_PREFIX):
+        print(f"guests: removed what a killed run left ({run_dir})", file=sys.stderr)
 
 
 class NspawnMachines:
@@ -67,19 +75,23 @@ class NspawnMachines:
         self._network: PrivateNetwork | None = None
         self._journal: Journal | None = None
         self._proxy: subprocess.Popen[bytes] | None = None
+        self._owner: int | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
     def __enter__(self) -> NspawnMachines:
         if os.geteuid() != 0:
             raise RuntimeError("NspawnMachines boots containers and builds a bridge: run it as root")
+        sweep_killed_runs(self.run_parent)
+        refuse_routed_gateway(self.gateway)
         image = self.image or golden_image()
         self.rootfs = image / "rootfs"
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"haproxy-lab-guests-{self.tag}-", dir=self.run_parent))
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{self.tag}-", dir=self.run_parent))
+        self._owner = claim(self.run_dir)
         self._journal = Journal(self.run_dir)
         try:
             self._journal.add("dir", str(self.run_dir / "guests"))
-            self.cgroup_root = f"haproxy-lab-guests-{self.tag}"
+            self.cgroup_root = f"{RUN_PREFIX}{self.tag}"
             cgroups.make(self._journal, self.cgroup_root)
             self._network = PrivateNetwork(self._journal, self.bridge, self.gateway, self.proxy_port, self.tag)
             self._network.up()
@@ -126,6 +138,9 @@ class NspawnMachines:
             self._proxy.wait(timeout=10)
         self.figures["teardown_s"] = time.monotonic() - started
         self._journal = None
+        if self._owner is not None:
+            os.close(self._owner)
+            self._owner = None
         if left:
             raise RuntimeError(f"left behind after cleanup of {self.run_dir}: {left}")
 

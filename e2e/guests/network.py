@@ -11,6 +11,7 @@ bridge, unicast in the subnet, IPv6 link-local, and multicast (VRRP): a plain `i
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import subprocess
 
@@ -35,6 +36,36 @@ def check_gateway(gateway: ipaddress.IPv4Interface) -> None:
         )
     if gateway.ip in (gateway.network.network_address, gateway.network.broadcast_address):
         raise ValueError(f"gateway {gateway} is not a host address of {gateway.network}")
+
+
+def host_routes() -> list[tuple[ipaddress.IPv4Network, str]]:
+    """This host's IPv4 routes but the default one, as (network, device): another run's guests, a lab's bridge."""
+    out = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=False, timeout=15).stdout
+    found = []
+    for line in out.splitlines():
+        words = line.split()
+        with contextlib.suppress(ValueError, IndexError):
+            network = ipaddress.IPv4Network(words[0], strict=False)
+            if network.prefixlen > 0:
+                found.append((network, words[words.index("dev") + 1] if "dev" in words else "?"))
+    return found
+
+
+def routed_networks() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks this host has routes to."""
+    return [network for network, _ in host_routes()]
+
+
+def refuse_routed_gateway(gateway: ipaddress.IPv4Interface) -> None:
+    """Refuse a guest network this host already routes: the older route would win and the new bridge's guests
+    be unreachable ("No route to host"). A dead run's leftovers are swept before this check (record.sweep)."""
+    clash = [f"{network} dev {device}" for network, device in host_routes() if network.overlaps(gateway.network)]
+    if clash:
+        raise ValueError(
+            f"the guests' network {gateway.network} overlaps a network this host already routes "
+            f"({', '.join(clash)}): a live run's or a lab's; wait for it to end, or give the stack another "
+            "network in 198.18.0.0/15"
+        )
 
 
 def ruleset(table: str, bridge: str, gateway: ipaddress.IPv4Interface, proxy_port: int) -> str:

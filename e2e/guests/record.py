@@ -6,6 +6,11 @@ appended (one JSON object a line, flushed and fsynced) *before* it is made, so a
 leaves a line whose undo finds nothing to do. Every process we start lives in a cgroup of ours, so ending
 them all is one `cgroup.kill` on our cgroup2 directory: no pid that may have been reused is ever signalled.
 
+A run holds an flock on `owner.lock` in its directory while it lives; the kernel drops it however the run
+ends. The next run sweeps (`sweep`) the directories whose lock is free and that still hold something: a run
+killed together with its guard (e.g. every process of a machine ended at once) leaves its bridge routing the
+guests' network, and a new bridge on that network would be unreachable behind it.
+
 Kinds: `cgroup` (a directory under /sys/fs/cgroup/*/, removed depth-first after its processes are killed),
 `mount` (unmounted), `link` (ip link del), `nft` (a table: family and name), `netns` (a named network
 namespace, ip netns del), `dir` (a directory or a file, removed, unless a mount is still inside it).
@@ -14,6 +19,7 @@ namespace, ip netns del), `dir` (a directory or a file, removed, unless a mount 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +29,7 @@ import time
 from pathlib import Path
 
 JOURNAL = "made.jsonl"
+OWNER = "owner.lock"
 KINDS = ("cgroup", "mount", "link", "nft", "netns", "dir")
 
 
@@ -195,3 +202,35 @@ def cleanup(run_dir: Path, keep_run_dir: bool = False) -> list[str]:
     if not left and not keep_run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     return left
+
+
+def claim(run_dir: Path) -> int:
+    """Hold `run_dir` for this process's life: returns the descriptor of its flocked `owner.lock` (keep it open).
+    The lock is taken under a temporary name first, so a sweep never finds the file unlocked."""
+    temporary = run_dir / f".{OWNER}.{os.getpid()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    temporary.rename(run_dir / OWNER)
+    return fd
+
+
+def sweep(parent: Path, prefix: str) -> list[Path]:
+    """Clean up every run directory `parent/prefix*` whose owner is gone and that left something behind (as
+    its guard would); a live run's (its lock held) and one not claimed yet are left alone. Returns those swept."""
+    swept = []
+    for run_dir in sorted(parent.glob(f"{prefix}*")):
+        try:
+            fd = os.open(run_dir / OWNER, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            if leftovers(run_dir):
+                cleanup(run_dir)
+                swept.append(run_dir)
+        finally:
+            os.close(fd)
+    return swept
