@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from e2e.engine import REPO
-from e2e.guests.network import routed_networks
+from e2e.guests.network import overlapping_routes, routed_networks
 
 TEST_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 E2E_CIDR = "198.18.50.0/24"  # the default e2e stack's network (the role and engine tests use 198.18.40.0/24)
@@ -117,7 +117,7 @@ def free_cidr() -> str:
 def refuse_routed(plan: dict[str, Any], source: str) -> None:
     """Refuse a stack whose network this host already routes (another run's, or a lab's): nothing starts."""
     network = ipaddress.IPv4Network(plan["haproxy-lab:network"]["cidr"])
-    clash = [str(route) for route in routed_networks() if route.overlaps(network)]
+    clash = overlapping_routes(network)
     if clash:
         raise ValueError(
             f"{source}: haproxy-lab:network.cidr {network} overlaps a network this host already routes "

@@ -120,10 +120,11 @@ def test_the_default_network_avoids_one_this_host_already_routes(monkeypatch: py
     balancer reached the first run's guest, `connection reset by peer`, and its up failed)."""
     import ipaddress
 
+    import e2e.guests.network
     import e2e.stack
 
-    taken = [ipaddress.IPv4Network("198.18.50.0/24"), ipaddress.IPv4Network("198.18.51.0/24")]
-    monkeypatch.setattr(e2e.stack, "routed_networks", lambda: taken)
+    taken = [(ipaddress.IPv4Network("198.18.50.0/24"), "hlgone"), (ipaddress.IPv4Network("198.18.51.0/24"), "hlgtwo")]
+    monkeypatch.setattr(e2e.guests.network, "host_routes", lambda: taken)
     assert e2e.stack.free_cidr() == "198.18.52.0/24"
     with pytest.raises(ValueError, match=r"198\.18\.50\.0/24 overlaps a network this host already routes"):
         e2e.stack.refuse_routed(repository_plan("dev", "198.18.50.0/24"), "the e2e stack")

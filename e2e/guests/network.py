@@ -56,10 +56,15 @@ def routed_networks() -> list[ipaddress.IPv4Network]:
     return [network for network, _ in host_routes()]
 
 
+def overlapping_routes(network: ipaddress.IPv4Network) -> list[str]:
+    """This host's routes that overlap `network`, as `<network> dev <device>`."""
+    return [f"{route} dev {device}" for route, device in host_routes() if route.overlaps(network)]
+
+
 def refuse_routed_gateway(gateway: ipaddress.IPv4Interface) -> None:
     """Refuse a guest network this host already routes: the older route would win and the new bridge's guests
     be unreachable ("No route to host"). A dead run's leftovers are swept before this check (record.sweep)."""
-    clash = [f"{network} dev {device}" for network, device in host_routes() if network.overlaps(gateway.network)]
+    clash = overlapping_routes(gateway.network)
     if clash:
         raise ValueError(
             f"the guests' network {gateway.network} overlaps a network this host already routes "
